@@ -1,0 +1,42 @@
+# The two commands: `make run` serves http://127.0.0.1:3000/healthz, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.13 || echo /root/.pyenv/versions/3.13.0/bin/python3.13)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONCURRENCY ?= 1
+PORT ?= 3000
+EVENT ?= events/rest-get.json
+ENV_VARS ?=
+
+.PHONY: venv run invoke test lint typecheck unit validate clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt layers/observability/requirements.txt layers/observability/requirements-grpc.txt functions/healthz/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
+	touch $@
+
+run: venv
+	$(BIN)/python -m localrt start-api --port $(PORT) --concurrency $(CONCURRENCY) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+invoke: venv
+	$(BIN)/python -m localrt invoke -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy layers/observability/python functions localrt stack tests
+
+validate: venv
+	$(BIN)/sam validate --lint
+
+test: venv lint typecheck
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

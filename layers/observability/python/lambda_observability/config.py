@@ -1,0 +1,50 @@
+"""Settings read once per execution environment from environment variables.
+
+OpenTelemetry reads its own ``OTEL_*`` variables and Powertools its ``POWERTOOLS_*`` ones; this
+module holds only what neither covers, each with an explicit default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_PUSH_TIMEOUT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_name: str
+    pushgateway_url: str | None
+    pushgateway_job: str
+    pushgateway_timeout: float
+    pushgateway_auth_secret_arn: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        # One service name for logs, spans and metrics, whichever standard variable sets it.
+        service = (
+            env.get("OTEL_SERVICE_NAME")
+            or env.get("POWERTOOLS_SERVICE_NAME")
+            or env.get("AWS_LAMBDA_FUNCTION_NAME")
+            or "unknown_service"
+        )
+        return cls(
+            service_name=service,
+            pushgateway_url=env.get("PUSHGATEWAY_URL") or None,
+            pushgateway_job=env.get("PUSHGATEWAY_JOB") or service,
+            pushgateway_timeout=_positive_float(
+                env.get("PUSHGATEWAY_TIMEOUT_SECONDS"), DEFAULT_PUSH_TIMEOUT_SECONDS
+            ),
+            pushgateway_auth_secret_arn=env.get("PUSHGATEWAY_AUTH_SECRET_ARN") or None,
+        )
+
+
+def _positive_float(raw: str | None, default: float) -> float:
+    # A typo in a timeout must not take the function down: fall back to the default.
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default

@@ -1,0 +1,177 @@
+"""The layer's single entry point: ``@observe`` wraps a Lambda handler with logs, a span,
+metrics and a bounded flush."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, overload
+
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import http_event
+from .config import Settings
+from .failures import reporter
+from .flush import Exporter, Flush, SyncFlush
+from .logs import logger
+from .metrics import COLD_STARTS, REQUEST_DURATION
+from .tracing import Tracing, build_resource, queue_size
+
+LambdaHandler = Callable[[Any, Any], Any]
+
+_UNSET_ROUTE = "unmatched"
+
+
+class Instrumentation:
+    """Per-environment state: made once, at cold start, by the first ``observe``."""
+
+    def __init__(self, settings: Settings, service_version: str | None) -> None:
+        self.settings = settings
+        self.tracing = Tracing(build_resource(settings.service_name, service_version), queue_size())
+        self.flush: Flush = SyncFlush(Exporter(settings, self.tracing, reporter))
+        self._cold = True
+        COLD_STARTS.inc()
+
+    def invoke(self, handler: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
+        cold, self._cold = self._cold, False
+        request = http_event.parse(event)
+        started = time.perf_counter()
+        status: int | None = None
+        response: Any = None
+        try:
+            with self.tracing.tracer.start_as_current_span(
+                _span_name(request, context),
+                context=propagate.extract(
+                    request.headers if request else {}, getter=http_event.HEADER_GETTER
+                ),
+                kind=SpanKind.SERVER,
+                attributes=_span_attributes(request, context, cold),
+            ) as span:
+                if request is not None:
+                    logger.append_keys(
+                        http_method=request.method,
+                        path=request.path,
+                        source_ip=request.source_ip,
+                        user_agent=request.user_agent,
+                    )
+                try:
+                    response = handler(event, context)
+                except Exception as error:
+                    status = 500
+                    span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                    logger.exception("handler raised")
+                    raise
+                finally:
+                    duration = time.perf_counter() - started
+                    if status is None:
+                        status = http_event.status_code(response)
+                    self._record(span, request, status, duration)
+            return response
+        finally:
+            self.flush.after_invocation(_remaining_seconds(context))
+
+    def _record(
+        self, span: Any, request: http_event.HttpRequest | None, status: int | None, duration: float
+    ) -> None:
+        if request is None:
+            logger.info("invocation completed", extra={"duration_ms": round(duration * 1000, 3)})
+            return
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+        REQUEST_DURATION.labels(
+            method=request.method,
+            route=request.route or _UNSET_ROUTE,
+            status_code=str(status or 0),
+        ).observe(duration)
+        logger.info(
+            "request completed",
+            extra={"status_code": status, "duration_ms": round(duration * 1000, 3)},
+        )
+
+
+def _span_name(request: http_event.HttpRequest | None, context: Any) -> str:
+    if request is None:
+        return str(getattr(context, "function_name", "invocation"))
+    return f"{request.method} {request.route}" if request.route else request.method
+
+
+def _span_attributes(
+    request: http_event.HttpRequest | None, context: Any, cold: bool
+) -> dict[str, Any]:
+    arn = str(getattr(context, "invoked_function_arn", "") or "")
+    attributes: dict[str, Any] = {
+        "faas.invocation_id": str(getattr(context, "aws_request_id", "") or ""),
+        "faas.trigger": "http" if request is not None else "other",
+        "faas.coldstart": cold,
+        "cloud.resource_id": arn,
+    }
+    parts = arn.split(":")
+    if len(parts) > 4 and parts[4]:
+        attributes["cloud.account.id"] = parts[4]
+    if request is not None:
+        # Path only, never the query string: tokens travel there.
+        attributes["http.request.method"] = request.method
+        attributes["url.path"] = request.path
+        if request.route:
+            attributes["http.route"] = request.route
+        if request.source_ip:
+            attributes["client.address"] = request.source_ip
+        if request.user_agent:
+            attributes["user_agent.original"] = request.user_agent
+    return attributes
+
+
+def _remaining_seconds(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        try:
+            return max(float(remaining()) / 1000.0, 0.0)
+        except (TypeError, ValueError):
+            pass
+    return 3.0  # Lambda's default timeout, for callers without a real context
+
+
+_instrumentation: Instrumentation | None = None
+
+
+def instrumentation(service_version: str | None = None) -> Instrumentation:
+    global _instrumentation
+    if _instrumentation is None:
+        _instrumentation = Instrumentation(Settings.from_env(), service_version)
+    return _instrumentation
+
+
+@overload
+def observe(handler: LambdaHandler, *, service_version: str | None = None) -> LambdaHandler: ...
+
+
+@overload
+def observe(
+    handler: None = None, *, service_version: str | None = None
+) -> Callable[[LambdaHandler], LambdaHandler]: ...
+
+
+def observe(
+    handler: LambdaHandler | None = None, *, service_version: str | None = None
+) -> LambdaHandler | Callable[[LambdaHandler], LambdaHandler]:
+    """Decorate a Lambda handler: ``@observe`` or ``@observe(service_version="1.2.0")``."""
+
+    def decorate(func: LambdaHandler) -> LambdaHandler:
+        state = instrumentation(service_version)
+
+        @functools.wraps(func)
+        def wrapper(event: Any, context: Any) -> Any:
+            return state.invoke(func, event, context)
+
+        # Powertools adds cold_start, function_* and the correlation id to every line.
+        injected: LambdaHandler = logger.inject_lambda_context(
+            wrapper, correlation_id_path="requestContext.requestId", clear_state=True
+        )
+        return injected
+
+    return decorate(handler) if handler is not None else decorate

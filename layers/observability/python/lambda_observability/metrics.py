@@ -1,0 +1,94 @@
+"""Prometheus metrics in a registry of their own, pushed to a Pushgateway.
+
+A Lambda environment has no long-running port for Prometheus to scrape, so each environment
+pushes its registry under its own grouping key (job + an ``instance`` made at cold start): a
+shared key would let concurrent environments overwrite each other's counters. Counters stay
+cumulative, so a push that fails is made good by the next one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=False)
+
+# Made once per execution environment; also the OpenTelemetry resource's service.instance.id.
+INSTANCE_ID = uuid.uuid4().hex
+
+REQUEST_DURATION = Histogram(
+    "http_server_request_duration_seconds",
+    "Duration of HTTP requests handled by the function, by method, route and status code.",
+    ["method", "route", "status_code"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+COLD_STARTS = Counter(
+    "lambda_cold_starts", "Cold starts of this execution environment.", registry=REGISTRY
+)
+EXPORT_FAILURES = Counter(
+    "telemetry_export_failures",
+    "Failed telemetry exports, by backend (pushgateway, otlp, secrets).",
+    ["backend"],
+    registry=REGISTRY,
+)
+SPANS_DROPPED = Counter(
+    "otel_spans_dropped",
+    "Finished spans dropped because the export queue was full.",
+    registry=REGISTRY,
+)
+
+
+def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
+    """A counter in the pushed registry. ``name`` may end in ``_total`` as exposed."""
+    return Counter(name, documentation, labelnames, registry=REGISTRY)
+
+
+def histogram(
+    name: str, documentation: str, labelnames: Sequence[str] = (), **kwargs: Any
+) -> Histogram:
+    """A histogram in the pushed registry."""
+    return Histogram(name, documentation, labelnames, registry=REGISTRY, **kwargs)
+
+
+def value(name: str, labels: dict[str, str] | None = None) -> float | None:
+    """Current value of a sample, e.g. ``value("healthz_calls_total")``."""
+    return REGISTRY.get_sample_value(name, labels)
+
+
+AuthHandler = Callable[..., Callable[[], None]]
+
+
+def push(
+    url: str,
+    job: str,
+    timeout: float,
+    credentials: tuple[str, str] | None = None,
+) -> None:
+    """PUT this environment's whole group; raises on any failure."""
+    # Imported here, not at cold start: urllib and the push code are needed only after a response.
+    from prometheus_client.exposition import (
+        basic_auth_handler,
+        default_handler,
+        push_to_gateway,
+    )
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        if credentials is None:
+            return default_handler(url, method, timeout, headers, data)
+        username, password = credentials
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    push_to_gateway(
+        url,
+        job=job,
+        registry=REGISTRY,
+        grouping_key={"instance": INSTANCE_ID},
+        timeout=timeout,
+        handler=handler,
+    )

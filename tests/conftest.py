@@ -1,0 +1,25 @@
+"""Shared by every test: the Lambda-like environment the function modules read at import."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+# Set before any test module imports the function or the layer, which read them at cold start.
+os.environ.setdefault("AWS_LAMBDA_FUNCTION_NAME", "healthz")
+os.environ.setdefault("AWS_LAMBDA_FUNCTION_VERSION", "7")
+os.environ.setdefault("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+os.environ.setdefault("AWS_REGION", "eu-west-1")
+os.environ.setdefault("OTEL_SERVICE_NAME", "healthz")
+# Unit tests must never reach a real backend from a developer's shell.
+for _name in ("PUSHGATEWAY_URL", "PUSHGATEWAY_AUTH_SECRET_ARN", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+    os.environ.pop(_name, None)
+
+
+def load_event(name: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((EVENTS / name).read_text())
+    return loaded

@@ -1,0 +1,198 @@
+"""One SERVER span per invocation, with FaaS and HTTP semantic-convention attributes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from lambda_observability import metrics
+from lambda_observability.tracing import (
+    QueueSpanProcessor,
+    bound_timeout,
+    build_exporter,
+    exporter_name,
+)
+from tests.conftest import ROOT, load_event
+from tests.unit.conftest import FakeLambdaContext, SpanCapture, invoke
+
+
+def test_one_server_span_with_semantic_attributes(
+    context: FakeLambdaContext, spans: SpanCapture
+) -> None:
+    invoke(load_event("rest-get.json"), context)
+
+    (span,) = spans.finished()
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "GET /healthz"
+    attributes = dict(span.attributes or {})
+    assert attributes["faas.invocation_id"] == context.aws_request_id
+    assert attributes["faas.trigger"] == "http"
+    assert isinstance(attributes["faas.coldstart"], bool)
+    assert attributes["cloud.resource_id"] == context.invoked_function_arn
+    assert attributes["cloud.account.id"] == "123456789012"
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["url.path"] == "/healthz"
+    assert attributes["http.route"] == "/healthz"
+    assert attributes["http.response.status_code"] == 200
+
+    resource = dict(span.resource.attributes)
+    assert resource["service.name"] == "healthz"
+    assert resource["service.version"] == "1.0.0"
+    assert resource["service.instance.id"] == metrics.INSTANCE_ID
+    assert resource["faas.name"] == "healthz"
+    assert resource["faas.version"] == "7"
+    assert resource["cloud.region"] == "eu-west-1"
+    assert resource["cloud.provider"] == "aws"
+    assert resource["faas.max_memory"] == 256 * 1024 * 1024
+    assert resource["faas.instance"]
+
+
+def test_http_api_span(context: FakeLambdaContext, spans: SpanCapture) -> None:
+    invoke(load_event("http-api-get.json"), context)
+    (span,) = spans.finished()
+    attributes = dict(span.attributes or {})
+    assert attributes["http.route"] == "/healthz"
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.response.status_code"] == 200
+
+
+def test_traceparent_sets_parent(context: FakeLambdaContext, spans: SpanCapture) -> None:
+    invoke(load_event("rest-get-traceparent.json"), context)
+    (span,) = spans.finished()
+    assert format(span.context.trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+    assert span.parent.is_remote
+
+
+def test_error_status_on_5xx(
+    context: FakeLambdaContext, spans: SpanCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app
+
+    monkeypatch.setattr(app, "health_document", lambda service_id: 1 / 0)
+    invoke(load_event("rest-get.json"), context)
+    (span,) = spans.finished()
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["http.response.status_code"] == 500
+
+
+def test_query_string_never_reaches_span(context: FakeLambdaContext, spans: SpanCapture) -> None:
+    event = load_event("rest-get.json")
+    event["queryStringParameters"] = {"token": "s3cr3t-query-token"}
+    event["multiValueQueryStringParameters"] = {"token": ["s3cr3t-query-token"]}
+    invoke(event, context)
+    (span,) = spans.finished()
+    assert "s3cr3t-query-token" not in span.to_json()
+
+
+def test_queue_is_bounded_and_counts_drops() -> None:
+    class _Ctx:
+        class trace_flags:  # noqa: N801 (mirrors the SDK attribute)
+            sampled = True
+
+    class _Span:
+        context = _Ctx()
+
+    queue = QueueSpanProcessor(max_size=2)
+    before = metrics.value("otel_spans_dropped_total") or 0.0
+    for _ in range(5):
+        queue.on_end(_Span())  # type: ignore[arg-type]
+    assert len(queue) == 2
+    assert metrics.value("otel_spans_dropped_total") == before + 3
+    drained = queue.drain()
+    queue.requeue(drained + drained)  # a failed export put back: still bounded
+    assert len(queue) == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "console"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, "otlp"),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}, "none"),
+    ],
+)
+def test_exporter_choice(env: Mapping[str, str], expected: str) -> None:
+    assert exporter_name(env) == expected
+
+
+def test_protocol_choice_builds_the_standard_exporters(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert isinstance(build_exporter(base), HttpExporter)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    grpc = build_exporter({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert isinstance(grpc, GrpcExporter)
+    assert isinstance(build_exporter({}), ConsoleSpanExporter)
+    assert build_exporter({"OTEL_TRACES_EXPORTER": "none"}) is None
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        build_exporter({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
+
+
+def test_export_timeout_is_bounded_by_the_budget() -> None:
+    exporter = HttpExporter(endpoint="http://127.0.0.1:9/v1/traces", timeout=10)
+    bound_timeout(exporter, 0.2)
+    assert exporter._client._timeout == pytest.approx(0.2)
+    bound_timeout(exporter, 30)  # never above what was configured
+    assert exporter._client._timeout == pytest.approx(10)
+    grpc = GrpcExporter(endpoint="127.0.0.1:9", insecure=True, timeout=10)
+    bound_timeout(grpc, 0.3)
+    assert grpc._timeout == pytest.approx(0.3)
+
+
+def _run_fresh(env: dict[str, str], event: str | Path) -> list[dict[str, object]]:
+    """Invoke the handler in a fresh interpreter: OTEL_* variables are read at cold start."""
+    script = (
+        "import json, sys\n"
+        "from tests.unit.conftest import FakeLambdaContext\n"
+        "import app\n"
+        f"app.handler(json.load(open({str(ROOT / 'events' / event)!r})), FakeLambdaContext())\n"
+    )
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "layers/observability/python"), str(ROOT / "functions/healthz"), str(ROOT)]
+        ),
+        "OTEL_SERVICE_NAME": "healthz",
+        **env,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=full_env, capture_output=True, text=True, check=True
+    ).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_console_exporter_by_default_one_json_line_per_span() -> None:
+    lines = _run_fresh({}, "rest-get.json")
+    (span,) = [line for line in lines if "context" in line and "kind" in line]
+    assert span["name"] == "GET /healthz"
+    assert span["kind"] == "SpanKind.SERVER"
+
+
+def test_xray_propagator_selectable(tmp_path: Path) -> None:
+    event = load_event("rest-get.json")
+    event["headers"]["X-Amzn-Trace-Id"] = (  # type: ignore[index]
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    )
+    path = tmp_path / "xray.json"
+    path.write_text(json.dumps(event))
+    lines = _run_fresh({"OTEL_PROPAGATORS": "xray"}, path)
+    (span,) = [line for line in lines if "kind" in line]
+    assert span["context"]["trace_id"] == "0x5759e988bd862e3fe1be46a994272793"  # type: ignore[index]
+    assert span["parent_id"] == "0x53995c3f42cd8ad8"
+
+def test_sampler_from_environment() -> None:
+    lines = _run_fresh({"OTEL_TRACES_SAMPLER": "always_off"}, "rest-get.json")
+    assert not [line for line in lines if "kind" in line]
+    assert [line for line in lines if line.get("message") == "request completed"]

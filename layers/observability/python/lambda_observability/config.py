@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_PUSH_TIMEOUT_SECONDS = 0.5
+EXPORT_MODES = ("auto", "async", "sync")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class Settings:
     pushgateway_job: str
     pushgateway_timeout: float
     pushgateway_auth_secret_arn: str | None
+    export_mode: str = "auto"
+    runtime_api: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -38,6 +41,8 @@ class Settings:
                 env.get("PUSHGATEWAY_TIMEOUT_SECONDS"), DEFAULT_PUSH_TIMEOUT_SECONDS
             ),
             pushgateway_auth_secret_arn=env.get("PUSHGATEWAY_AUTH_SECRET_ARN") or None,
+            export_mode=_choice(env.get("OBSERVABILITY_EXPORT_MODE"), EXPORT_MODES),
+            runtime_api=env.get("AWS_LAMBDA_RUNTIME_API") or None,
         )
 
 
@@ -48,3 +53,8 @@ def _positive_float(raw: str | None, default: float) -> float:
     except ValueError:
         return default
     return value if value > 0 else default
+
+
+def _choice(raw: str | None, choices: tuple[str, ...]) -> str:
+    value = (raw or "").strip().lower()
+    return value if value in choices else choices[0]

@@ -1,29 +1,43 @@
 """Where telemetry leaves the environment: the one seam between an invocation and its export.
 
-``SyncFlush`` exports before the handler returns, because the environment may freeze right
-after. Every backend call is bounded by the invocation's remaining time, and every failure is
-contained here: reported, counted, never raised into the handler.
+Two modes, chosen at cold start by ``OBSERVABILITY_EXPORT_MODE`` (auto, async or sync):
+
+- ``sync`` exports before the handler returns, because the environment may freeze right after.
+  The client waits for it, within a bound.
+- ``async`` registers an internal Lambda extension and exports from its thread after the runtime
+  has posted the response: the client never waits for telemetry, and Lambda keeps the
+  environment running until the export is done (it counts as billed time).
+
+``auto`` (the default) is async where the Extensions API answers and sync otherwise. Every
+backend call is bounded by the invocation's deadline, and every failure is contained here:
+reported, counted, never raised into the handler.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 
 from .config import Settings
+from .extension import ExtensionClient
 from .failures import FailureReporter
+from .logs import logger
 from .metrics import push
 from .secrets import BasicAuthSecret
+from .shutdown import install as install_sigterm_flush
 from .tracing import Tracing
 
 # Kept back from the invocation's deadline so that the handler still returns in time.
 DEADLINE_MARGIN_SECONDS = 0.05
+# Lambda gives the runtime 500 ms between SIGTERM and SIGKILL when internal extensions exist.
+SHUTDOWN_BUDGET_SECONDS = 0.4
 
 
 class Flush(Protocol):
-    def after_invocation(self, remaining_seconds: float) -> None: ...
+    mode: str
 
-    def shutdown(self, budget_seconds: float) -> None: ...
+    def after_invocation(self, request_id: str, remaining_seconds: float) -> None: ...
 
 
 class Exporter:
@@ -33,6 +47,7 @@ class Exporter:
         self._settings = settings
         self._tracing = tracing
         self._reporter = reporter
+        self._lock = threading.Lock()  # the extension thread and the SIGTERM flush may overlap
         self._secret = (
             BasicAuthSecret(settings.pushgateway_auth_secret_arn, settings.pushgateway_timeout)
             if settings.pushgateway_auth_secret_arn
@@ -41,8 +56,13 @@ class Exporter:
 
     def export(self, budget_seconds: float) -> None:
         deadline = time.monotonic() + budget_seconds
-        self._export_spans(deadline)
-        self._push_metrics(deadline)
+        if not self._lock.acquire(timeout=max(budget_seconds, 0.0)):
+            return
+        try:
+            self._export_spans(deadline)
+            self._push_metrics(deadline)
+        finally:
+            self._lock.release()
 
     def _export_spans(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()
@@ -83,11 +103,77 @@ class Exporter:
 class SyncFlush:
     """Export before the handler returns (the client waits for it, bounded)."""
 
+    mode = "sync"
+
     def __init__(self, exporter: Exporter) -> None:
         self._exporter = exporter
 
-    def after_invocation(self, remaining_seconds: float) -> None:
+    def after_invocation(self, request_id: str, remaining_seconds: float) -> None:
         self._exporter.export(max(remaining_seconds - DEADLINE_MARGIN_SECONDS, 0.0))
 
-    def shutdown(self, budget_seconds: float) -> None:
-        self._exporter.export(budget_seconds)
+
+class AsyncFlush:
+    """Export from an internal extension's thread, after the response has gone."""
+
+    mode = "async"
+
+    def __init__(self, exporter: Exporter, client: ExtensionClient) -> None:
+        self._exporter = exporter
+        self._client = client
+        self._done = threading.Condition()
+        self._finished: set[str] = set()
+
+    def start(self) -> None:
+        self._client.register()
+        threading.Thread(target=self._run, name="telemetry-extension", daemon=True).start()
+
+    def after_invocation(self, request_id: str, remaining_seconds: float) -> None:
+        with self._done:
+            self._finished.add(request_id)
+            self._done.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                event = self._client.next_event()
+            except Exception as error:
+                # Without the Extensions API the environment still serves; only export stops.
+                logger.error("telemetry extension stopped", extra={"error": repr(error)})
+                return
+            if event.get("eventType") != "INVOKE":
+                continue
+            self._export_after(str(event.get("requestId", "")), event.get("deadlineMs"))
+
+    def _export_after(self, request_id: str, deadline_ms: object) -> None:
+        now = time.time()
+        deadline = deadline_ms / 1000.0 if isinstance(deadline_ms, int | float) else now + 3.0
+        with self._done:
+            # INVOKE reaches the extension as the handler starts: wait for the handler to end.
+            self._done.wait_for(
+                lambda: request_id in self._finished, timeout=max(deadline - now, 0.0)
+            )
+            self._finished.discard(request_id)
+        self._exporter.export(max(deadline - time.time() - DEADLINE_MARGIN_SECONDS, 0.0))
+
+
+def select(settings: Settings, exporter: Exporter) -> Flush:
+    """The flush for this environment, logged once at cold start; installs the SIGTERM flush."""
+    flush: Flush = SyncFlush(exporter)
+    reason = "OBSERVABILITY_EXPORT_MODE=sync"
+    if settings.export_mode != "sync":
+        if settings.runtime_api is None:
+            reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
+        else:
+            candidate = AsyncFlush(exporter, ExtensionClient(settings.runtime_api))
+            try:
+                candidate.start()
+            except Exception as error:
+                reason = f"Extensions API unavailable: {type(error).__name__}: {error}"
+            else:
+                flush, reason = candidate, f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
+        if settings.export_mode == "async" and flush.mode != "async":
+            logger.warning("async export unavailable, exporting before each response")
+    if settings.runtime_api is not None:
+        install_sigterm_flush(lambda: exporter.export(SHUTDOWN_BUDGET_SECONDS))
+    logger.info("telemetry export mode", extra={"export_mode": flush.mode, "reason": reason})
+    return flush

@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import http_event
 from .config import Settings
 from .failures import reporter
-from .flush import Exporter, Flush, SyncFlush
+from .flush import Exporter, Flush, select
 from .logs import logger
 from .metrics import COLD_STARTS, REQUEST_DURATION
 from .tracing import Tracing, build_resource, queue_size
@@ -30,7 +30,7 @@ class Instrumentation:
     def __init__(self, settings: Settings, service_version: str | None) -> None:
         self.settings = settings
         self.tracing = Tracing(build_resource(settings.service_name, service_version), queue_size())
-        self.flush: Flush = SyncFlush(Exporter(settings, self.tracing, reporter))
+        self.flush: Flush = select(settings, Exporter(settings, self.tracing, reporter))
         self._cold = True
         COLD_STARTS.inc()
 
@@ -71,7 +71,9 @@ class Instrumentation:
                     self._record(span, request, status, duration)
             return response
         finally:
-            self.flush.after_invocation(_remaining_seconds(context))
+            self.flush.after_invocation(
+                str(getattr(context, "aws_request_id", "")), _remaining_seconds(context)
+            )
 
     def _record(
         self, span: Any, request: http_event.HttpRequest | None, status: int | None, duration: float

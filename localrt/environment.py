@@ -1,0 +1,280 @@
+"""One execution environment: one `python -m awslambdaric` process plus its Runtime API.
+
+The process is started the way Lambda starts a runtime: its own Runtime API address, the
+reserved AWS_LAMBDA_* variables, the function's variables and nothing else from the shell.
+Every line it prints is forwarded with the environment's tag.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import datetime
+import enum
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from localrt.runtime_api import Invocation, RuntimeApi
+from localrt.template import DEFAULT_ACCOUNT_ID, FunctionSpec
+
+LOG = logging.getLogger("localrt")
+
+_PASSTHROUGH = ("PATH", "HOME")
+_PY_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class State(enum.Enum):
+    STARTING = "starting"  # spawned, reserved by the request that caused the cold start
+    IDLE = "idle"
+    BUSY = "busy"  # event dispatched, or runtime/extensions not yet back in next
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """What every environment of one function shares."""
+
+    spec: FunctionSpec
+    variables: dict[str, str]  # the function's own variables, precedence already applied
+    region: str
+
+    @property
+    def function_arn(self) -> str:
+        return (
+            f"arn:aws:lambda:{self.region}:{DEFAULT_ACCOUNT_ID}:function:{self.spec.function_name}"
+        )
+
+
+class LogSink:
+    """Writes whole lines to one stream: lines of concurrent environments never interleave."""
+
+    def __init__(self, stream: IO[bytes] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr.buffer
+        self._lock = threading.Lock()
+
+    def write_line(self, tag: str, line: bytes) -> None:
+        if not line.endswith(b"\n"):
+            line += b"\n"
+        with self._lock:
+            try:
+                self._stream.write(f"[{tag}] ".encode() + line)
+                self._stream.flush()
+            except (OSError, ValueError):  # terminal gone during shutdown
+                pass
+
+
+class Spawner:
+    """Forks every child from ONE long-lived thread.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so forking from
+    short-lived request threads would kill environments at random; a dedicated thread
+    lives as long as localrt, and children get SIGKILL when localrt dies in any way.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[
+            tuple[dict[str, Any], concurrent.futures.Future[subprocess.Popen[bytes]]]
+        ] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="localrt-spawner", daemon=True)
+        self._thread.start()
+
+    def spawn(self, **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+        fut: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._jobs.put((popen_kwargs, fut))
+        return fut.result()
+
+    def _run(self) -> None:
+        while True:
+            kwargs, fut = self._jobs.get()
+            try:
+                fut.set_result(subprocess.Popen(preexec_fn=_die_with_parent(os.getpid()), **kwargs))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: nothing to import in the child
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def log_stream_name() -> str:
+    day = datetime.datetime.now(datetime.UTC).strftime("%Y/%m/%d")
+    return f"{day}/[$LATEST]{uuid.uuid4().hex}"
+
+
+class Environment:
+    def __init__(
+        self,
+        index: int,
+        settings: RuntimeSettings,
+        spawner: Spawner,
+        sink: LogSink,
+        on_ready: Callable[[Environment], None],
+        on_exit: Callable[[Environment, int], None],
+    ) -> None:
+        self.index = index
+        self.tag = f"env-{index}"
+        self.settings = settings
+        self.state = State.STARTING  # guarded by the pool's lock
+        self.invocations = 0
+        self.t_spawn = 0.0
+        self.started_at = time.time()
+        self.exit_code: int | None = None
+        self.end_reason: str | None = None
+        self.log_stream = log_stream_name()
+        self.last: Invocation | None = None
+        self._spawner = spawner
+        self._sink = sink
+        self._on_exit = on_exit
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api = RuntimeApi(
+            settings.spec.function_name,
+            settings.spec.handler,
+            on_ready=lambda: on_ready(self),
+            on_fatal=lambda why: self.kill("crash", why),
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def init_ms(self) -> float | None:
+        t = self.api.t_first_next
+        return None if t is None else (t - self.t_spawn) * 1000
+
+    def process_env(self) -> dict[str, str]:
+        spec, region = self.settings.spec, self.settings.region
+        env = {k: os.environ[k] for k in _PASSTHROUGH + _CREDENTIALS if k in os.environ}
+        env.update(self.settings.variables)
+        # Reserved variables last: Lambda does not let the function override them.
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": self.api.address,
+                "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_REGION": region,
+                "AWS_DEFAULT_REGION": region,
+                "LAMBDA_TASK_ROOT": str(spec.code_dir),
+                "_HANDLER": spec.handler,
+                # Also makes awslambdaric poll /next from a thread, so SIGTERM handlers run.
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_python{_PY_VERSION}",
+                "TZ": ":UTC",
+                "PYTHONPATH": os.pathsep.join(str(p) for p in [spec.code_dir, *spec.layer_dirs]),
+            }
+        )
+        return env
+
+    def start(self) -> None:
+        self.api.start()
+        self.t_spawn = time.monotonic()
+        self.proc = self._spawner.spawn(
+            args=[sys.executable, "-m", "awslambdaric", self.settings.spec.handler],
+            cwd=str(self.settings.spec.code_dir),
+            env=self.process_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Own process group: Ctrl-C reaches localrt only, which then sends SIGTERM.
+            start_new_session=True,
+        )
+        LOG.info("%s started pid %s (cold start)", self.tag, self.proc.pid)
+        readers = [self._pump(self.proc.stdout), self._pump(self.proc.stderr)]
+        threading.Thread(
+            target=self._watch, args=(readers,), name=f"{self.tag}-watch", daemon=True
+        ).start()
+
+    def _pump(self, stream: IO[bytes] | None) -> threading.Thread:
+        def run() -> None:
+            assert stream is not None
+            for line in iter(stream.readline, b""):
+                self._sink.write_line(self.tag, line)
+            stream.close()
+
+        thread = threading.Thread(target=run, name=f"{self.tag}-log", daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, readers: list[threading.Thread]) -> None:
+        assert self.proc is not None
+        code = self.proc.wait()
+        for reader in readers:  # flush the last lines (a traceback) before reporting the exit
+            reader.join(timeout=1.0)
+        self.exit_code = code
+        self._on_exit(self, code)
+        self.api.close()
+
+    def wait_init(self, timeout: float) -> bool:
+        return self.api.wait_ready(timeout)
+
+    def dispatch(self, inv: Invocation) -> None:
+        self.last = inv
+        self.invocations += 1
+        self.api.dispatch(inv)
+
+    def kill(self, outcome: str, message: str) -> None:
+        """Fail whatever is in flight with `outcome`, then SIGKILL the whole process group."""
+        if self.end_reason is None:
+            self.end_reason = f"{outcome}: {message}"
+        self.api.abandon(outcome, message)
+        self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def wait_exit(self, timeout: float) -> bool:
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "pid": self.pid,
+            "state": self.state.value,
+            "init_ms": _round(self.init_ms),
+            "invocations": self.invocations,
+            "started_at": self.started_at,
+            "log_stream": self.log_stream,
+            "extensions": self.api.extension_names(),
+            "exit_code": self.exit_code,
+            "end_reason": self.end_reason,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

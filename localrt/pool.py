@@ -1,0 +1,309 @@
+"""Execution environments of one function, scheduled like Lambda's on-demand concurrency.
+
+* One event per environment at a time.
+* A warm idle environment is reused; a new one cold-starts only when all are busy, up to
+  `concurrency`.  Past that, requests WAIT for a free environment (real Lambda answers
+  429 TooManyRequestsException instead; waiting is kinder to local load tests).
+* An environment is free again only when the runtime is back in /next and every
+  extension is back in /event/next, even though the caller got its answer earlier.
+* The deadline covers the whole invoke (handler + extensions' post-invoke work); an
+  environment past it is killed and replaced by a cold start, as Lambda does.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from localrt.environment import Environment, LogSink, RuntimeSettings, Spawner, State
+from localrt.runtime_api import Invocation
+
+LOG = logging.getLogger("localrt")
+
+INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit for on-demand functions
+_WATCH_PERIOD_S = 0.02
+_MAX_RECORDS = 10_000
+
+
+class PoolClosedError(Exception):
+    pass
+
+
+class InitFailedError(Exception):
+    """The cold start did not reach /next (crash, init error, init timeout)."""
+
+
+@dataclass
+class Record:
+    """Timings of one invocation, in milliseconds."""
+
+    request_id: str
+    env: str
+    cold: bool
+    queue_ms: float  # waiting for an environment (including its cold start)
+    init_ms: float | None = None
+    outcome: str | None = None
+    duration_ms: float | None = None  # event delivered -> runtime posted the result
+    client_ms: float | None = None  # localrt got the event -> caller has the result
+    billed_ms: float | None = None  # event delivered -> environment ready again (or killed)
+    post_response_ms: float | None = None  # result posted -> ready again (extensions, runtime)
+    finished_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class Pool:
+    def __init__(
+        self, settings: RuntimeSettings, concurrency: int, sink: LogSink | None = None
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.settings = settings
+        self.concurrency = concurrency
+        self._sink = sink or LogSink()
+        self._spawner = Spawner()
+        self._cond = threading.Condition()
+        self._envs: list[Environment] = []  # live ones (not DEAD)
+        self._all: list[Environment] = []  # every environment ever, for stats
+        self._records: collections.deque[Record] = collections.deque(maxlen=_MAX_RECORDS)
+        self._pending_records: dict[str, Record] = {}  # by env tag, waiting for readiness
+        self._next_index = 1
+        self._closed = False
+        self._watchdog = threading.Thread(target=self._watch, name="localrt-watchdog", daemon=True)
+        self._watchdog.start()
+
+    # ---- invoking -----------------------------------------------------------------------
+
+    def invoke(self, payload: bytes, trace_id: str | None = None) -> Invocation:
+        """Run one event and return it finished (outcome set); function failures never raise."""
+        t0 = time.monotonic()
+        inv = Invocation(
+            payload=payload,
+            timeout_ms=self.settings.spec.timeout * 1000,
+            function_arn=self.settings.function_arn,
+            trace_id=trace_id,
+        )
+        try:
+            env, cold = self._acquire()
+        except InitFailedError as exc:
+            body = {
+                "errorMessage": f"environment failed to initialise: {exc}",
+                "errorType": "Runtime.InitError",
+            }
+            inv.finish("init_error", json.dumps(body).encode(), "Runtime.InitError")
+            return inv
+        rec = Record(
+            inv.request_id,
+            env.tag,
+            cold,
+            (time.monotonic() - t0) * 1000,
+            env.init_ms if cold else None,
+        )
+        with self._cond:
+            self._pending_records[env.tag] = rec
+        try:
+            env.dispatch(inv)
+        except RuntimeError:
+            env.kill("crash", "environment was not ready")
+            inv.finish(
+                "crash",
+                b'{"errorMessage":"environment was not ready","errorType":"Runtime.Unknown"}',
+            )
+        inv.done.wait()  # the watchdog guarantees an outcome by the deadline
+        rec.outcome = inv.outcome
+        rec.client_ms = (time.monotonic() - t0) * 1000
+        if inv.t_response is not None:
+            rec.duration_ms = (inv.t_response - inv.t_dispatch) * 1000
+        if inv.outcome in ("timeout", "crash"):
+            self._close_record(env)
+        self._log_report(inv, rec, env)
+        return inv
+
+    def _acquire(self) -> tuple[Environment, bool]:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise PoolClosedError
+                idle = [e for e in self._envs if e.state is State.IDLE]
+                if idle:
+                    env = idle[0]  # lowest index first: sequential traffic keeps reusing env-1
+                    env.state = State.BUSY
+                    return env, False
+                if len(self._envs) < self.concurrency:
+                    env = Environment(
+                        self._next_index,
+                        self.settings,
+                        self._spawner,
+                        self._sink,
+                        self._ready,
+                        self._exited,
+                    )
+                    self._next_index += 1
+                    self._envs.append(env)
+                    self._all.append(env)
+                    break
+                self._cond.wait()
+        try:
+            env.start()
+        except OSError as exc:
+            self._drop(env, f"spawn failed: {exc}")
+            raise InitFailedError(f"spawn failed: {exc}") from exc
+        if not env.wait_init(INIT_TIMEOUT_S):
+            env.kill("crash", "init did not complete")
+            reason = (
+                env.api.init_error.decode(errors="replace")
+                if env.api.init_error
+                else (env.end_reason or "init failed")
+            )
+            self._drop(env, reason)
+            raise InitFailedError(reason)
+        with self._cond:
+            if env.state is State.DEAD:
+                raise InitFailedError(env.end_reason or "environment died during init")
+            env.state = State.BUSY
+        return env, True
+
+    # ---- callbacks from environments -------------------------------------------------
+
+    def _ready(self, env: Environment) -> None:
+        with self._cond:
+            if env.state is State.BUSY:
+                env.state = State.IDLE
+                self._close_record_locked(env)
+                self._cond.notify_all()
+
+    def _exited(self, env: Environment, code: int) -> None:
+        inv = env.api.abandon("crash", f"runtime exited with code {code}")
+        with self._cond:
+            self._close_record_locked(env)
+        if inv is not None and inv.outcome == "crash":
+            LOG.error(
+                "%s: process exited with code %s during request %s", env.tag, code, inv.request_id
+            )
+        self._drop(env, env.end_reason or f"exited with code {code}")
+
+    def _drop(self, env: Environment, reason: str) -> None:
+        with self._cond:
+            if env.state is not State.DEAD:
+                LOG.info("%s (pid %s) removed: %s", env.tag, env.pid, reason)
+                if env.end_reason is None:
+                    env.end_reason = reason
+            env.state = State.DEAD
+            if env in self._envs:
+                self._envs.remove(env)
+            self._cond.notify_all()
+
+    def _close_record(self, env: Environment) -> None:
+        with self._cond:
+            self._close_record_locked(env)
+
+    def _close_record_locked(self, env: Environment) -> None:
+        rec = self._pending_records.pop(env.tag, None)
+        inv = env.last
+        if rec is None or inv is None:
+            return
+        end = inv.t_ready if inv.t_ready is not None else time.monotonic()
+        rec.billed_ms = (end - inv.t_dispatch) * 1000
+        if inv.t_response is not None and inv.t_ready is not None:
+            rec.post_response_ms = (inv.t_ready - inv.t_response) * 1000
+        rec.outcome = rec.outcome or inv.outcome
+        rec.finished_at = time.time()
+        self._records.append(rec)
+
+    # ---- deadlines -------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Kills environments past the deadline (no result, or extensions still busy)."""
+        while True:
+            time.sleep(_WATCH_PERIOD_S)
+            now_ms = time.time() * 1000
+            with self._cond:
+                busy = [e for e in self._envs if e.state is State.BUSY]
+            for env in busy:
+                inv = env.api.current()
+                if inv is None or inv.t_dispatch == 0.0 or now_ms < inv.deadline_ms:
+                    continue
+                seconds = self.settings.spec.timeout
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                message = f"{stamp} {inv.request_id} Task timed out after {seconds:.2f} seconds"
+                LOG.error("%s: %s", env.tag, message)
+                with self._cond:
+                    env.state = State.DEAD
+                    if env in self._envs:
+                        self._envs.remove(env)
+                    if env.end_reason is None:
+                        env.end_reason = "timeout"
+                    self._cond.notify_all()
+                env.kill("timeout", message)
+                if inv.done.is_set():
+                    self._close_record(env)  # answered already; extensions overran the deadline
+
+    # ---- stopping ------------------------------------------------------------------------
+
+    def shutdown(self, grace: float) -> None:
+        """SIGTERM every environment, give them `grace` seconds (telemetry flush), then SIGKILL."""
+        with self._cond:
+            self._closed = True
+            envs = list(self._envs)
+            self._cond.notify_all()
+        for env in envs:
+            env.terminate()
+        deadline = time.monotonic() + grace
+        for env in envs:
+            if not env.wait_exit(max(0.0, deadline - time.monotonic())):
+                LOG.warning(
+                    "%s (pid %s) still running after %.1fs grace: SIGKILL", env.tag, env.pid, grace
+                )
+                env.kill("crash", "shutdown")
+                env.wait_exit(5.0)
+        for env in envs:
+            env.api.abandon("crash", "localrt is shutting down")
+
+    # ---- reporting -----------------------------------------------------------------------
+
+    def _log_report(self, inv: Invocation, rec: Record, env: Environment) -> None:
+        # The REPORT line Lambda writes to CloudWatch, tagged as localrt's own (not the function's).
+        init = (
+            f" Init Duration: {rec.init_ms:.2f} ms" if rec.cold and rec.init_ms is not None else ""
+        )
+        LOG.info(
+            "REPORT RequestId: %s Environment: %s Outcome: %s Duration: %.2f ms "
+            "Client: %.2f ms Memory Size: %s MB%s",
+            inv.request_id,
+            env.tag,
+            inv.outcome,
+            rec.duration_ms or 0.0,
+            rec.client_ms or 0.0,
+            self.settings.spec.memory_size,
+            init,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            records = [r.as_dict() for r in self._records]
+            envs = [e.describe() for e in self._all]
+        return {
+            "function": self.settings.spec.function_name,
+            "concurrency": self.concurrency,
+            "timeout_s": self.settings.spec.timeout,
+            "memory_mb": self.settings.spec.memory_size,
+            "environments": envs,
+            "invocations": records,
+            "summary": {
+                "invocations": len(records),
+                "cold_starts": sum(1 for r in records if r["cold"]),
+                "failures": sum(1 for r in records if r["outcome"] != "response"),
+                "environments_started": len(envs),
+                "environments_alive": sum(1 for e in envs if e["state"] != "dead"),
+            },
+        }
+
+    def reset_stats(self) -> None:
+        with self._cond:
+            self._records.clear()

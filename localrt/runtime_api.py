@@ -1,0 +1,443 @@
+"""The Lambda Runtime API and Extensions API for ONE execution environment.
+
+One server per environment (own loopback port), like the per-sandbox "rapid" server in
+Lambda.  It tracks the two facts the scheduler needs:
+
+* the invocation's result, released to the caller the moment the runtime POSTs
+  /response (real Lambda does this even while extensions keep working);
+* readiness: the runtime is back in /invocation/next AND every registered extension is
+  back in /event/next.  Only then can the environment take the next event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+LOG = logging.getLogger("localrt")
+
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous response limit
+RUNTIME_PREFIX = "/2018-06-01/runtime"
+EXTENSION_PREFIX = "/2020-01-01/extension"
+_INVOCATION_RE = re.compile(r"^/2018-06-01/runtime/invocation/([^/]+)/(response|error)$")
+
+
+@dataclass
+class Invocation:
+    """One event travelling through one environment."""
+
+    payload: bytes
+    timeout_ms: int
+    function_arn: str
+    trace_id: str | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    deadline_ms: int = 0  # epoch ms, set when the event is delivered
+    done: threading.Event = field(default_factory=threading.Event)
+    # "response" | "error" (function error) | "timeout" | "crash" | "too_large"
+    outcome: str | None = None
+    body: bytes = b""
+    error_type: str | None = None
+    t_dispatch: float = 0.0
+    t_response: float | None = None  # when the runtime posted its result
+    t_ready: float | None = None  # when the environment was ready for the next event
+
+    def finish(self, outcome: str, body: bytes, error_type: str | None = None) -> bool:
+        """First outcome wins (a late /response after a timeout is ignored)."""
+        if self.done.is_set():
+            return False
+        self.outcome, self.body, self.error_type = outcome, body, error_type
+        self.t_response = time.monotonic()
+        self.done.set()
+        return True
+
+
+@dataclass
+class Extension:
+    ident: str
+    name: str
+    events: list[str]
+    in_next: bool = False  # a GET /event/next is parked and has nothing to deliver yet
+    pending: dict[str, Any] | None = None
+
+
+class RuntimeApi:
+    """Serves both APIs on 127.0.0.1:<ephemeral port> for a single environment."""
+
+    def __init__(
+        self,
+        function_name: str,
+        handler: str,
+        on_ready: Callable[[], None],
+        on_fatal: Callable[[str], None],
+        function_version: str = "$LATEST",
+    ) -> None:
+        self.function_name = function_name
+        self.function_version = function_version
+        self.handler = handler
+        self._on_ready = on_ready  # called WITHOUT our lock (the pool takes its own)
+        self._on_fatal = on_fatal  # init error / extension exit error: environment must go
+        self._cond = threading.Condition()
+        self._runtime_in_next = False
+        self._pending: Invocation | None = None  # dispatched, not yet taken by the runtime
+        self._current: Invocation | None = None  # taken; waiting for result and readiness
+        self._extensions: dict[str, Extension] = {}
+        self._registration_open = True
+        self._initialised = False
+        self._closed = False
+        self.t_first_next: float | None = None
+        self.init_error: bytes | None = None
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.api = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="runtime-api", daemon=True
+        )
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---- scheduler side -------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        with self._cond:
+            return self._ready_locked()
+
+    def wait_ready(self, timeout: float) -> bool:
+        with self._cond:
+            return (
+                self._cond.wait_for(lambda: self._ready_locked() or self._closed, timeout)
+                and not self._closed
+            )
+
+    def extension_names(self) -> list[str]:
+        with self._cond:
+            return [e.name for e in self._extensions.values()]
+
+    def dispatch(self, inv: Invocation) -> None:
+        """Hand the event to the runtime and INVOKE to every subscribed extension at once."""
+        with self._cond:
+            if not self._ready_locked():
+                raise RuntimeError("environment is not ready")
+            self._registration_open = False
+            inv.t_dispatch = time.monotonic()
+            inv.deadline_ms = int(time.time() * 1000) + inv.timeout_ms
+            self._pending = self._current = inv
+            event: dict[str, Any] = {
+                "eventType": "INVOKE",
+                "deadlineMs": inv.deadline_ms,
+                "requestId": inv.request_id,
+                "invokedFunctionArn": inv.function_arn,
+            }
+            if inv.trace_id:
+                event["tracing"] = {"type": "X-Amzn-Trace-Id", "value": inv.trace_id}
+            for ext in self._extensions.values():
+                if "INVOKE" in ext.events:
+                    ext.pending = event
+            self._cond.notify_all()
+
+    def current(self) -> Invocation | None:
+        with self._cond:
+            return self._current
+
+    def abandon(self, outcome: str, message: str) -> Invocation | None:
+        """The environment is going away: fail the event in flight, wake parked requests."""
+        with self._cond:
+            inv, self._current = self._current, None
+            self._closed = True
+            self._cond.notify_all()
+        if inv is not None:
+            body = json.dumps(
+                {"errorMessage": message, "errorType": f"Runtime.{outcome.title()}"}
+            ).encode()
+            inv.finish(outcome, body, f"Runtime.{outcome.title()}")
+        return inv
+
+    # ---- helpers (lock held) ---------------------------------------------------------
+
+    def _ready_locked(self) -> bool:
+        return (
+            not self._closed
+            and self._runtime_in_next
+            and self._pending is None
+            and all(e.in_next and e.pending is None for e in self._extensions.values())
+        )
+
+    def _settle_locked(self) -> bool:
+        """True when this change made the environment ready for the pool (fire on_ready)."""
+        if not self._ready_locked():
+            return False
+        if not self._initialised:
+            self._initialised = True
+            return True
+        inv = self._current
+        if inv is None:
+            return False
+        if not inv.done.is_set():
+            # Runtime asked for the next event without answering this one.
+            inv.finish(
+                "error",
+                json.dumps(
+                    {"errorMessage": "no response before next", "errorType": "Runtime.NoResponse"}
+                ).encode(),
+            )
+        inv.t_ready = time.monotonic()
+        self._current = None
+        return True
+
+    # ---- request handlers ------------------------------------------------------------
+
+    def runtime_next(self) -> Invocation | None:
+        with self._cond:
+            if self.t_first_next is None:
+                self.t_first_next = time.monotonic()
+            self._runtime_in_next = True
+            fire = self._settle_locked()
+            self._cond.notify_all()  # wake wait_ready()
+        if fire:
+            self._on_ready()
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending is not None or self._closed)
+            inv, self._pending = self._pending, None
+            self._runtime_in_next = False
+            return inv
+
+    def runtime_result(
+        self, request_id: str, kind: str, body: bytes, error_type: str | None
+    ) -> tuple[int, dict[str, str]]:
+        with self._cond:
+            inv = self._current
+        if inv is None or inv.request_id != request_id or inv.done.is_set():
+            return HTTPStatus.BAD_REQUEST, {
+                "errorMessage": "Invalid request ID",
+                "errorType": "InvalidRequestID",
+            }
+        if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
+            msg = (
+                f"Response payload size ({len(body)} bytes) exceeded maximum allowed"
+                f" payload size ({MAX_RESPONSE_BYTES} bytes)."
+            )
+            inv.finish(
+                "too_large",
+                json.dumps(
+                    {"errorMessage": msg, "errorType": "Function.ResponseSizeTooLarge"}
+                ).encode(),
+            )
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {
+                "errorMessage": msg,
+                "errorType": "RequestEntityTooLarge",
+            }
+        inv.finish(kind, body, error_type)
+        return HTTPStatus.ACCEPTED, {"status": "OK"}
+
+    def runtime_init_error(self, body: bytes) -> None:
+        self.init_error = body
+        self._on_fatal(f"init error: {body.decode(errors='replace')}")
+
+    def register(self, name: str, events: list[str]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if not name:
+            return (
+                HTTPStatus.FORBIDDEN,
+                {},
+                {
+                    "errorMessage": "Empty extension name",
+                    "errorType": "Extension.InvalidExtensionName",
+                },
+            )
+        unknown = [e for e in events if e not in ("INVOKE", "SHUTDOWN")]
+        if unknown:
+            return (
+                HTTPStatus.FORBIDDEN,
+                {},
+                {
+                    "errorMessage": f"Unknown event types {unknown}",
+                    "errorType": "Extension.InvalidEventType",
+                },
+            )
+        if "SHUTDOWN" in events:
+            # Extensions inside the runtime process cannot subscribe to SHUTDOWN in Lambda;
+            # they get SIGTERM through the runtime process instead.
+            return (
+                HTTPStatus.BAD_REQUEST,
+                {},
+                {
+                    "errorMessage": "Internal extensions cannot register for SHUTDOWN event",
+                    "errorType": "ShutdownEventNotSupportedForInternalExtension",
+                },
+            )
+        with self._cond:
+            if not self._registration_open:
+                return (
+                    HTTPStatus.FORBIDDEN,
+                    {},
+                    {
+                        "errorMessage": "Registration is closed after init",
+                        "errorType": "Extension.RegistrationClosed",
+                    },
+                )
+            ext = Extension(str(uuid.uuid4()), name, list(events))
+            self._extensions[ext.ident] = ext
+        body = {
+            "functionName": self.function_name,
+            "functionVersion": self.function_version,
+            "handler": self.handler,
+        }
+        return HTTPStatus.OK, {"Lambda-Extension-Identifier": ext.ident}, body
+
+    def extension_next(self, ident: str) -> tuple[int, dict[str, Any]]:
+        with self._cond:
+            ext = self._extensions.get(ident)
+            if ext is None:
+                return HTTPStatus.FORBIDDEN, {
+                    "errorMessage": "Unknown extension " + ident,
+                    "errorType": "Extension.UnknownExtensionIdentifier",
+                }
+            ext.in_next = True
+            fire = self._settle_locked()
+            self._cond.notify_all()
+        if fire:
+            self._on_ready()
+        with self._cond:
+            self._cond.wait_for(lambda: ext.pending is not None or self._closed)
+            event, ext.pending = ext.pending, None
+            ext.in_next = False
+        if event is None:
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {
+                "errorMessage": "environment shutting down",
+                "errorType": "Runtime.Shutdown",
+            }
+        return HTTPStatus.OK, event
+
+    def extension_error(
+        self, ident: str, which: str, error_type: str, body: bytes
+    ) -> tuple[int, dict[str, str]]:
+        with self._cond:
+            ext = self._extensions.get(ident)
+        if ext is None:
+            return HTTPStatus.FORBIDDEN, {
+                "errorMessage": "Unknown extension " + ident,
+                "errorType": "Extension.UnknownExtensionIdentifier",
+            }
+        # Both end this environment in Lambda: init/error fails init, exit/error resets it.
+        self._on_fatal(
+            f"extension {ext.name} {which} error {error_type}: {body.decode(errors='replace')}"
+        )
+        return HTTPStatus.ACCEPTED, {"status": "OK"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # parked long-polls must never keep localrt alive
+    block_on_close = False
+    api: RuntimeApi
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A runtime killed mid-request (timeout, crash, shutdown) is routine, not a traceback.
+        LOG.debug("runtime-api connection from %s dropped", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # The native awslambdaric client keeps one HTTP/1.1 connection for all its calls.
+    protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("runtime-api %s", format % args)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(
+        self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        path = self.path.split("?", 1)[0]
+        if path == RUNTIME_PREFIX + "/invocation/next":
+            inv = api.runtime_next()
+            if inv is None:
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    {"errorMessage": "shutting down", "errorType": "Runtime.Shutdown"},
+                )
+                self.close_connection = True
+                return
+            headers = {
+                "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+                "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
+            }
+            if inv.trace_id:
+                headers["Lambda-Runtime-Trace-Id"] = inv.trace_id
+            self._send(HTTPStatus.OK, inv.payload, headers)
+        elif path == EXTENSION_PREFIX + "/event/next":
+            ident = self.headers.get("Lambda-Extension-Identifier") or ""
+            status, body = api.extension_next(ident)
+            self._send(status, body)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, {"errorMessage": "not found", "errorType": "NotFound"})
+
+    def do_POST(self) -> None:
+        api = self.server.api
+        path = self.path.split("?", 1)[0]
+        body = self._body()
+        match = _INVOCATION_RE.match(path)
+        if match:
+            error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+            status, answer = api.runtime_result(match.group(1), match.group(2), body, error_type)
+            self._send(status, answer)
+        elif path == RUNTIME_PREFIX + "/init/error":
+            self._send(HTTPStatus.ACCEPTED, {"status": "OK"})
+            api.runtime_init_error(body)
+        elif path == EXTENSION_PREFIX + "/register":
+            try:
+                events = json.loads(body or b"{}").get("events") or []
+            except (ValueError, AttributeError):
+                self._send(
+                    HTTPStatus.BAD_REQUEST,
+                    {"errorMessage": "invalid body", "errorType": "InvalidRequest"},
+                )
+                return
+            status, headers, answer = api.register(
+                self.headers.get("Lambda-Extension-Name") or "", list(events)
+            )
+            self._send(status, answer, headers)
+        elif path in (EXTENSION_PREFIX + "/init/error", EXTENSION_PREFIX + "/exit/error"):
+            ident = self.headers.get("Lambda-Extension-Identifier") or ""
+            error_type = (
+                self.headers.get("Lambda-Extension-Function-Error-Type") or "Extension.Unknown"
+            )
+            status, answer = api.extension_error(ident, path.rsplit("/", 2)[-2], error_type, body)
+            self._send(status, answer)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, {"errorMessage": "not found", "errorType": "NotFound"})

@@ -1,0 +1,1 @@
+"""Importable only through the layer directory localrt puts on PYTHONPATH."""

@@ -1,0 +1,24 @@
+"""Local observability stack for the healthz function: Pushgateway, Prometheus, OTLP receiver.
+
+`python -m stack up` runs it in a terminal; `stack.Stack` runs it from Python/pytest.
+"""
+
+from stack._proc import StackError
+from stack.components import (
+    OtlpReceiverProcess,
+    Prometheus,
+    Pushgateway,
+    Sample,
+    render_prometheus_config,
+)
+from stack.core import Stack
+
+__all__ = [
+    "OtlpReceiverProcess",
+    "Prometheus",
+    "Pushgateway",
+    "Sample",
+    "Stack",
+    "StackError",
+    "render_prometheus_config",
+]

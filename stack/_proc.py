@@ -53,9 +53,10 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0, headers: dict[str, str] | None = None) -> bool:
+    req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback URL)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback URL)
             return 200 <= int(resp.status) < 300
     except (urllib.error.URLError, OSError):
         return False

@@ -1,0 +1,252 @@
+"""Pushgateway janitor: delete the groups of dead Lambda execution environments.
+
+Each execution environment pushes its metrics to its own group
+(job=<service>, instance=<uuid made at cold start>). Environments die silently and the
+Pushgateway never forgets a group, so Prometheus would keep scraping their last values
+forever. This deletes the groups of one job whose last push is older than a TTL.
+
+Lambda: handler ``app.handler`` (run it on a schedule). Configuration by environment:
+  PUSHGATEWAY_URL                 e.g. http://pushgateway.internal:9091 (required)
+  PUSHGATEWAY_JOB                 job whose groups are swept (default healthz)
+  PUSHGATEWAY_GROUP_TTL_SECONDS   delete groups idle longer than this (default 3600)
+  PUSHGATEWAY_AUTH_SECRET_ARN     optional Secrets Manager secret {"username", "password"}
+                                  for the gateway's basic auth
+The event may carry {"dry_run": true} to only report.
+
+CLI: ``python functions/pushgateway_janitor/app.py --url URL --ttl-seconds N [--dry-run]``
+(flags default to the same environment variables); prints the result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prometheus_client.exposition import basic_auth_handler, default_handler, delete_from_gateway
+
+DEFAULT_JOB = "healthz"
+DEFAULT_TTL_SECONDS = 3600.0
+# A janitor run must finish well inside its Lambda timeout even if the gateway hangs.
+HTTP_TIMEOUT_SECONDS = 5.0
+
+logger = logging.getLogger("pushgateway_janitor")
+
+Handler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
+
+
+class JanitorError(RuntimeError):
+    """Configuration errors, or deletions that failed."""
+
+
+@dataclass(frozen=True)
+class Group:
+    labels: dict[str, str]
+    # Last time the environment talked to the gateway: a rejected push is still a sign
+    # of life, so the later of push_time_seconds and push_failure_time_seconds.
+    last_push: float
+
+
+@dataclass
+class SweepResult:
+    job: str
+    ttl_seconds: float
+    now: float
+    dry_run: bool
+    deleted: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Config:
+    url: str
+    job: str = DEFAULT_JOB
+    ttl_seconds: float = DEFAULT_TTL_SECONDS
+    auth_secret_arn: str | None = None
+
+
+# ---------------------------------------------------------------------------
+# Pushgateway API
+
+
+def _base_url(url: str) -> str:
+    url = url.rstrip("/")
+    return url if "://" in url else f"http://{url}"  # same default as prometheus_client
+
+
+def _metric_value(group: Mapping[str, Any], name: str) -> float:
+    """A per-group gauge from the /api/v1/metrics JSON (0 if absent)."""
+    try:
+        return float(group[name]["metrics"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0
+
+
+def list_groups(url: str, auth: tuple[str, str] | None = None,
+                timeout: float = HTTP_TIMEOUT_SECONDS) -> list[Group]:
+    """All groups the gateway holds (`GET /api/v1/metrics`)."""
+    headers = {"Accept": "application/json"}
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    req = urllib.request.Request(f"{_base_url(url)}/api/v1/metrics", headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
+        body = json.load(resp)
+    if body.get("status") != "success":
+        raise JanitorError(f"Pushgateway listing failed: {body}")
+    return [
+        Group(
+            labels=dict(g["labels"]),
+            last_push=max(_metric_value(g, "push_time_seconds"),
+                          _metric_value(g, "push_failure_time_seconds")),
+        )
+        for g in body["data"]
+    ]
+
+
+def _handler_for(auth: tuple[str, str] | None) -> Handler:
+    if auth is None:
+        return default_handler
+    username, password = auth
+
+    def handler(url: str, method: str, timeout: float | None,
+                headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return handler
+
+
+def delete_group(url: str, labels: Mapping[str, str], auth: tuple[str, str] | None = None,
+                 timeout: float = HTTP_TIMEOUT_SECONDS) -> None:
+    """DELETE /metrics/job/<job>/<label>/<value>...; prometheus_client base64-encodes
+    values containing '/' (`instance@base64/...`)."""
+    grouping_key = {k: v for k, v in labels.items() if k != "job"}
+    delete_from_gateway(_base_url(url), job=labels["job"], grouping_key=grouping_key,
+                        timeout=timeout, handler=_handler_for(auth))
+
+
+# ---------------------------------------------------------------------------
+# the sweep
+
+
+def sweep(url: str, job: str = DEFAULT_JOB, ttl_seconds: float = DEFAULT_TTL_SECONDS,
+          auth: tuple[str, str] | None = None, now: float | None = None,
+          dry_run: bool = False, timeout: float = HTTP_TIMEOUT_SECONDS) -> SweepResult:
+    """Delete `job`'s groups idle for more than `ttl_seconds`; other jobs are never touched.
+
+    `now` is injectable so tests need not sleep through a TTL.
+    """
+    if ttl_seconds <= 0:
+        raise JanitorError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    now = time.time() if now is None else now
+    result = SweepResult(job=job, ttl_seconds=ttl_seconds, now=now, dry_run=dry_run)
+    for group in list_groups(url, auth=auth, timeout=timeout):
+        if group.labels.get("job") != job:
+            continue
+        age = now - group.last_push
+        entry = {"labels": group.labels, "last_push": group.last_push, "age_seconds": age}
+        if age <= ttl_seconds:
+            result.kept.append(entry)
+            continue
+        if not dry_run:
+            try:
+                delete_group(url, group.labels, auth=auth, timeout=timeout)
+            except OSError as exc:  # urllib errors; keep going with the other groups
+                result.errors.append({**entry, "error": str(exc)})
+                continue
+        result.deleted.append(entry)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# configuration
+
+
+def load_auth(secret_arn: str) -> tuple[str, str]:
+    """Basic-auth credentials from a Secrets Manager JSON secret {"username","password"}."""
+    # Lazy: only deployments with auth pay for importing boto3 via Powertools.
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    secret = get_secret(secret_arn, transform="json")
+    if not isinstance(secret, dict) or not {"username", "password"} <= secret.keys():
+        raise JanitorError(f"secret {secret_arn} must be JSON with username and password")
+    return str(secret["username"]), str(secret["password"])
+
+
+def config_from_env(env: Mapping[str, str]) -> Config:
+    url = env.get("PUSHGATEWAY_URL", "").strip()
+    if not url:
+        raise JanitorError("PUSHGATEWAY_URL is not set")
+    raw_ttl = env.get("PUSHGATEWAY_GROUP_TTL_SECONDS", "").strip()
+    try:
+        ttl = float(raw_ttl) if raw_ttl else DEFAULT_TTL_SECONDS
+    except ValueError as exc:
+        raise JanitorError(f"PUSHGATEWAY_GROUP_TTL_SECONDS={raw_ttl!r} is not a number") from exc
+    return Config(
+        url=url,
+        job=env.get("PUSHGATEWAY_JOB", "").strip() or DEFAULT_JOB,
+        ttl_seconds=ttl,
+        auth_secret_arn=env.get("PUSHGATEWAY_AUTH_SECRET_ARN", "").strip() or None,
+    )
+
+
+def run(config: Config, now: float | None = None, dry_run: bool = False) -> SweepResult:
+    auth = load_auth(config.auth_secret_arn) if config.auth_secret_arn else None
+    result = sweep(config.url, job=config.job, ttl_seconds=config.ttl_seconds, auth=auth,
+                   now=now, dry_run=dry_run)
+    logger.info(json.dumps({"message": "pushgateway janitor sweep", **result.to_dict()}))
+    return result
+
+
+# ---------------------------------------------------------------------------
+# entry points
+
+
+def handler(event: Mapping[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Lambda entry point (scheduled). Raises if any deletion failed, so it shows as an error."""
+    logging.getLogger().setLevel(logging.INFO)
+    dry_run = bool((event or {}).get("dry_run", False))
+    result = run(config_from_env(os.environ), dry_run=dry_run)
+    if result.errors:
+        raise JanitorError(f"{len(result.errors)} group deletion(s) failed: {result.errors}")
+    return result.to_dict()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    env = os.environ
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default=env.get("PUSHGATEWAY_URL", ""))
+    p.add_argument("--job", default=env.get("PUSHGATEWAY_JOB", DEFAULT_JOB))
+    p.add_argument("--ttl-seconds", type=float,
+                   default=float(env.get("PUSHGATEWAY_GROUP_TTL_SECONDS") or DEFAULT_TTL_SECONDS))
+    p.add_argument("--auth-secret-arn", default=env.get("PUSHGATEWAY_AUTH_SECRET_ARN"))
+    p.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    args = p.parse_args(argv)
+    if not args.url:
+        p.error("--url (or PUSHGATEWAY_URL) is required")
+    config = Config(url=args.url, job=args.job, ttl_seconds=args.ttl_seconds,
+                    auth_secret_arn=args.auth_secret_arn or None)
+    try:
+        result = run(config, dry_run=args.dry_run)
+    except (JanitorError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.to_dict(), indent=2))
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

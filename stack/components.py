@@ -1,0 +1,353 @@
+"""The stack's three processes: Pushgateway, Prometheus and the OTLP receiver.
+
+Each is a context manager usable alone (e.g. a Pushgateway-only pytest fixture) and
+listens on 127.0.0.1 only. Port 0 means "pick a free port".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from stack._proc import HOST, ManagedProcess, StackError, find_binary, free_port, http_ok
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROMETHEUS_YML = CONFIG_DIR / "prometheus.yml"
+RULE_FILES = ("alerts.yml", "recording_rules.yml")
+ALERTS_TEST_YML = CONFIG_DIR / "alerts_test.yml"
+_TEMPLATE_TARGET = "127.0.0.1:9091"  # the Pushgateway address written in prometheus.yml
+_BIND_ATTEMPTS = 3  # a free port can be taken between choosing and binding it
+
+
+def _get_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback URL)
+        return json.load(resp)
+
+
+class _Component:
+    """Start/stop bookkeeping shared by the components."""
+
+    name = "component"
+
+    def __init__(self, workdir: Path, startup_timeout: float) -> None:
+        self.workdir = workdir
+        self.startup_timeout = startup_timeout
+        self.process: ManagedProcess | None = None
+
+    def _start_once(self, port: int) -> ManagedProcess:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _start_on(self, port: int) -> int:
+        """Start on `port`, or on a fresh free port per attempt when `port` is 0."""
+        last: StackError | None = None
+        for _ in range(_BIND_ATTEMPTS if port == 0 else 1):
+            chosen = port or free_port()
+            self.process = self._start_once(chosen)
+            try:
+                self.process.wait_until(self._ready, self.startup_timeout, "ready")
+                return chosen
+            except StackError as exc:
+                self.process.stop()
+                self.process = None
+                last = exc
+                if "address already in use" not in str(exc):
+                    break
+        assert last is not None
+        raise last
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------
+
+
+class Pushgateway(_Component):
+    """prometheus-pushgateway, in memory only, admin API on (tests wipe it)."""
+
+
+    name = "pushgateway"
+
+    def __init__(self, workdir: Path, port: int = 0, startup_timeout: float = 15.0,
+                 web_config_file: Path | None = None,
+                 basic_auth: tuple[str, str] | None = None) -> None:
+        super().__init__(workdir, startup_timeout)
+        self.binary = find_binary(
+            ["prometheus-pushgateway", "pushgateway"], "PUSHGATEWAY_BIN", "prometheus-pushgateway"
+        )
+        self.port = port
+        self.web_config_file = web_config_file
+        # only for the stack's own requests (readiness, listing) when the gateway needs auth
+        self._headers: dict[str, str] = {}
+        if basic_auth is not None:
+            token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _start_once(self, port: int) -> ManagedProcess:
+        self.port = port
+        argv = [
+            self.binary,
+            f"--web.listen-address={HOST}:{port}",
+            "--web.enable-admin-api",
+            # Debian's build defaults to /var/lib/prometheus/pushgateway.data, which would
+            # share groups between runs: keep every gateway in memory only.
+            "--persistence.file=",
+        ]
+        if self.web_config_file is not None:
+            argv.append(f"--web.config.file={self.web_config_file}")
+        return ManagedProcess(self.name, argv, self.workdir / "pushgateway.log")
+
+    def _ready(self) -> bool:
+        return http_ok(f"{self.url}/-/ready", headers=self._headers)
+
+    def start(self) -> Self:
+        self.port = self._start_on(self.port)
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The gateway's groups as `GET /api/v1/metrics` lists them."""
+        data = _get_json(f"{self.url}/api/v1/metrics", headers=self._headers)
+        return list(data["data"])
+
+    def wipe(self) -> None:
+        """Delete every group (admin API): test isolation."""
+        req = urllib.request.Request(f"{self.url}/api/v1/admin/wipe", method="PUT",
+                                     headers=self._headers)
+        with urllib.request.urlopen(req, timeout=5):  # noqa: S310 (loopback URL)
+            pass
+
+
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One element of an instant vector."""
+
+    labels: dict[str, str]
+    value: float
+
+
+def render_prometheus_config(dest_dir: Path, pushgateway_port: int) -> Path:
+    """Write prometheus.yml (Pushgateway port filled in) and its rule files into dest_dir."""
+    text = PROMETHEUS_YML.read_text()
+    if _TEMPLATE_TARGET not in text:
+        raise StackError(f"{PROMETHEUS_YML} no longer targets {_TEMPLATE_TARGET}")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    config = dest_dir / "prometheus.yml"
+    config.write_text(text.replace(_TEMPLATE_TARGET, f"{HOST}:{pushgateway_port}"))
+    for name in RULE_FILES:  # rule_files are relative to the config file
+        shutil.copyfile(CONFIG_DIR / name, dest_dir / name)
+    return config
+
+
+class Prometheus(_Component):
+    """Prometheus with the repo's scrape config and rules, a throwaway TSDB."""
+
+    name = "prometheus"
+
+    def __init__(self, workdir: Path, pushgateway_port: int, port: int = 0,
+                 startup_timeout: float = 30.0) -> None:
+        super().__init__(workdir, startup_timeout)
+        self.binary = find_binary(["prometheus"], "PROMETHEUS_BIN", "prometheus")
+        self.port = port
+        self.pushgateway_port = pushgateway_port
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _start_once(self, port: int) -> ManagedProcess:
+        self.port = port
+        config = render_prometheus_config(self.workdir / "prometheus", self.pushgateway_port)
+        argv = [
+            self.binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.workdir / 'prometheus' / 'data'}",
+            f"--web.listen-address={HOST}:{port}",
+            f"--web.external-url=http://{HOST}:{port}/",
+        ]
+        return ManagedProcess(self.name, argv, self.workdir / "prometheus.log")
+
+    def _ready(self) -> bool:
+        return http_ok(f"{self.url}/-/ready")
+
+    def start(self) -> Self:
+        self.port = self._start_on(self.port)
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/<path>; returns `data`, raises StackError on an API error."""
+        query = urllib.parse.urlencode(params)
+        body = _get_json(f"{self.url}/api/v1/{path}?{query}")
+        if body.get("status") != "success":
+            raise StackError(f"Prometheus {path} failed: {body.get('error', body)}")
+        return body["data"]
+
+    def query(self, promql: str) -> float | list[Sample]:
+        """Instant query: a float for scalar results, else the vector's samples."""
+        data = self.api("query", query=promql)
+        kind = data["resultType"]
+        if kind == "scalar":
+            return float(data["result"][1])
+        if kind == "vector":
+            return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
+        raise StackError(f"query returned a {kind}; use api('query', ...) for it")
+
+    def query_value(self, promql: str) -> float | None:
+        """The single value of a query (None if the vector is empty)."""
+        result = self.query(promql)
+        if isinstance(result, float):
+            return result
+        if not result:
+            return None
+        if len(result) > 1:
+            raise StackError(f"{promql!r} returned {len(result)} samples, expected one")
+        return result[0].value
+
+    def wait_for_scrape(self, after: float | None = None, timeout: float = 10.0) -> float:
+        """Wait until a Pushgateway scrape that started after `after` (default: now) is stored.
+
+        Pushes made before calling this are then visible to queries. Returns the scrape's
+        timestamp.
+        """
+        since = time.time() if after is None else after
+        # Prometheus may shift scrape timestamps by a few ms to align them (timestamp
+        # tolerance), so demand a little more than `since`.
+        threshold = since + 0.01
+        deadline = time.monotonic() + timeout
+        while True:
+            ts = self.query_value('timestamp(up{job="pushgateway"})')
+            if ts is not None and ts > threshold:
+                return ts
+            if time.monotonic() > deadline:
+                raise StackError(f"no Pushgateway scrape after {since:.3f} within {timeout}s")
+            time.sleep(0.1)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (pending or firing) alerts."""
+        return list(self.api("alerts")["alerts"])
+
+
+# ---------------------------------------------------------------------------
+
+
+class OtlpReceiverProcess(_Component):
+    """`python -m stack.otlp_receiver` in a child process (kept off the tested process's GIL)."""
+
+    name = "otlp-receiver"
+
+    def __init__(self, workdir: Path, grpc_port: int = 0, http_port: int = 0,
+                 delay_ms: int = 0, fail_status: int | None = None,
+                 startup_timeout: float = 20.0) -> None:
+        super().__init__(workdir, startup_timeout)
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.delay_ms = delay_ms
+        self.fail_status = fail_status
+        self.spans_file = workdir / "spans.jsonl"
+        self._log = workdir / "otlp-receiver.log"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://{HOST}:{self.grpc_port}"
+
+    def start(self) -> Self:
+        # The receiver binds port 0 itself and reports the real ports: no race to retry.
+        argv = [
+            sys.executable, "-m", "stack.otlp_receiver",
+            f"--grpc-port={self.grpc_port}", f"--http-port={self.http_port}",
+            f"--spans-file={self.spans_file}", f"--delay-ms={self.delay_ms}",
+        ]
+        if self.fail_status is not None:
+            argv.append(f"--fail-status={self.fail_status}")
+        env = dict(os.environ)
+        # the child must import this very `stack` package, whatever its cwd
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(CONFIG_DIR.parent), env.get("PYTHONPATH", "")) if p
+        )
+        self.process = ManagedProcess(self.name, argv, self._log, env=env)
+        try:
+            self.process.wait_until(self._ready, self.startup_timeout, "ready")
+        except StackError:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            lines = self._log.read_text().splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            if line.startswith("{") and '"ready"' in line:
+                try:
+                    info = json.loads(line)
+                except ValueError:  # line still being written
+                    return False
+                self.grpc_port = int(info["grpc_port"])
+                self.http_port = int(info["http_port"])
+                return True
+        return False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def spans(self, **filters: str) -> list[dict[str, Any]]:
+        """Spans received so far (filters: trace_id, name, span_id, parent_span_id)."""
+        query = urllib.parse.urlencode(filters)
+        return list(_get_json(f"{self.http_endpoint}/spans?{query}"))
+
+    def clear_spans(self) -> int:
+        req = urllib.request.Request(f"{self.http_endpoint}/spans", method="DELETE")
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback URL)
+            return int(json.load(resp)["deleted"])
+
+    def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
+        """Change the injected delay/failure of the running receiver."""
+        body = json.dumps({"delay_ms": delay_ms, "fail_status": fail_status}).encode()
+        req = urllib.request.Request(f"{self.http_endpoint}/control", data=body, method="PUT",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5):  # noqa: S310 (loopback URL)
+            pass

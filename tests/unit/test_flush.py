@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lambda_observability import metrics
@@ -123,7 +124,7 @@ def test_push_never_exceeds_the_remaining_budget(blackhole: int) -> None:
 
 def test_failed_span_export_keeps_spans_for_the_next_export(logs: LogCapture) -> None:
     class Failing(InMemorySpanExporter):
-        def export(self, spans):  # type: ignore[no-untyped-def]
+        def export(self, spans: object) -> SpanExportResult:
             raise ConnectionError("collector down")
 
     tracing = instrumentation().tracing

@@ -192,6 +192,7 @@ def test_xray_propagator_selectable(tmp_path: Path) -> None:
     assert span["context"]["trace_id"] == "0x5759e988bd862e3fe1be46a994272793"  # type: ignore[index]
     assert span["parent_id"] == "0x53995c3f42cd8ad8"
 
+
 def test_sampler_from_environment() -> None:
     lines = _run_fresh({"OTEL_TRACES_SAMPLER": "always_off"}, "rest-get.json")
     assert not [line for line in lines if "kind" in line]

@@ -1,0 +1,192 @@
+"""Metrics reach a real Pushgateway, one group per execution environment."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from stack.components import Pushgateway
+from tests.integration.direct import run_environment
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgateway]:
+    with Pushgateway(tmp_path_factory.mktemp("pushgateway")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def gateway(pushgateway: Pushgateway) -> Pushgateway:
+    pushgateway.wipe()
+    return pushgateway
+
+
+def _groups(gateway: Pushgateway, job: str = "healthz") -> dict[str, dict[str, Any]]:
+    """instance label -> metric family name -> family, for one job."""
+    out: dict[str, dict[str, Any]] = {}
+    for group in gateway.groups():
+        labels = group["labels"]
+        if labels.get("job") == job:
+            out[labels["instance"]] = {k: v for k, v in group.items() if k != "labels"}
+    return out
+
+
+def _value(family: dict[str, Any], **labels: str) -> float:
+    for metric in family["metrics"]:
+        if all(metric.get("labels", {}).get(k) == v for k, v in labels.items()):
+            return float(metric.get("value", metric.get("count", "nan")))
+    raise AssertionError(f"no sample with {labels} in {family}")
+
+
+def test_each_environment_pushes_its_own_group(gateway: Pushgateway) -> None:
+    env = {"PUSHGATEWAY_URL": gateway.url}
+    first = run_environment(env, ["rest-get.json"] * 3)
+    second = run_environment(env, ["rest-get.json"] * 4 + ["rest-post.json"])
+    assert [r["statusCode"] for r in first.responses] == [200] * 3
+    assert [r["statusCode"] for r in second.responses] == [200] * 4 + [405]
+
+    groups = _groups(gateway)
+    assert len(groups) == 2  # never overwriting each other
+    calls = sorted(_value(g["healthz_calls_total"]) for g in groups.values())
+    assert calls == [3.0, 4.0]
+    for group in groups.values():
+        assert _value(group["lambda_cold_starts_total"]) == 1.0
+        assert float(group["push_time_seconds"]["metrics"][0]["value"]) > 0
+        assert float(group["push_failure_time_seconds"]["metrics"][0]["value"]) == 0
+    durations = [g["http_server_request_duration_seconds"] for g in groups.values()]
+    assert sorted(
+        _value(d, method="GET", route="/healthz", status_code="200") for d in durations
+    ) == [3.0, 4.0]
+    assert (
+        sum(
+            _value(d, method="POST", route="/healthz", status_code="405")
+            for d in durations
+            if any(m["labels"].get("method") == "POST" for m in d["metrics"])
+        )
+        == 1.0
+    )
+
+
+def test_instance_label_matches_the_span_resource(gateway: Pushgateway) -> None:
+    run = run_environment(
+        {"PUSHGATEWAY_URL": gateway.url, "OTEL_TRACES_EXPORTER": "console"}, ["rest-get.json"]
+    )
+    (span,) = [line for line in run.logs if "resource" in line]
+    (instance,) = _groups(gateway)
+    assert span["resource"]["attributes"]["service.instance.id"] == instance
+
+
+def test_job_is_configurable(gateway: Pushgateway) -> None:
+    run_environment({"PUSHGATEWAY_URL": gateway.url, "PUSHGATEWAY_JOB": "other"}, ["rest-get.json"])
+    assert len(_groups(gateway, job="other")) == 1
+    assert _groups(gateway) == {}
+
+
+def test_pushgateway_down_then_back_catches_up(gateway: Pushgateway) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    run = run_environment({"PUSHGATEWAY_URL": dead}, ["rest-get.json"] * 5)
+    assert [r["statusCode"] for r in run.responses] == [200] * 5
+    warnings = [line for line in run.logs if line["message"] == "telemetry export failed"]
+    assert len(warnings) == 1  # rate limited: not one per request
+    assert warnings[0]["backend"] == "pushgateway"
+
+
+# --- basic auth, with the credentials in Secrets Manager (moto's server, real AWS protocol)
+
+
+@pytest.fixture(scope="module")
+def secrets_manager() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _aws_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+
+
+@pytest.fixture(scope="module")
+def auth_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgateway]:
+    workdir: Path = tmp_path_factory.mktemp("auth-pushgateway")
+    hashed = bcrypt.hashpw(b"push-pass-9f2", bcrypt.gensalt(rounds=4)).decode()
+    config = workdir / "web.yml"
+    config.write_text(f"basic_auth_users:\n  pusher: {hashed}\n")
+    with Pushgateway(
+        workdir, web_config_file=config, basic_auth=("pusher", "push-pass-9f2")
+    ) as gateway:
+        yield gateway
+
+
+def _create_secret(endpoint: str, name: str, value: dict[str, str]) -> str:
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return str(client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"])
+
+
+def test_basic_auth_from_secrets_manager(auth_gateway: Pushgateway, secrets_manager: str) -> None:
+    auth_gateway.wipe()
+    arn = _create_secret(
+        secrets_manager, "pgw-good", {"username": "pusher", "password": "push-pass-9f2"}
+    )
+    run = run_environment(
+        {
+            "PUSHGATEWAY_URL": auth_gateway.url,
+            "PUSHGATEWAY_AUTH_SECRET_ARN": arn,
+            **_aws_env(secrets_manager),
+        },
+        ["rest-get.json"] * 2,
+    )
+    assert [r["statusCode"] for r in run.responses] == [200, 200]
+    assert not [line for line in run.logs if line["message"] == "telemetry export failed"]
+    (group,) = _groups(auth_gateway).values()
+    assert _value(group["healthz_calls_total"]) == 2.0
+    assert "push-pass-9f2" not in run.stdout
+
+
+def test_wrong_credentials_are_contained_and_not_logged(
+    auth_gateway: Pushgateway, secrets_manager: str
+) -> None:
+    auth_gateway.wipe()
+    arn = _create_secret(secrets_manager, "pgw-bad", {"username": "pusher", "password": "wr0ng-pw"})
+    run = run_environment(
+        {
+            "PUSHGATEWAY_URL": auth_gateway.url,
+            "PUSHGATEWAY_AUTH_SECRET_ARN": arn,
+            **_aws_env(secrets_manager),
+        },
+        ["rest-get.json"] * 3,
+    )
+    assert [r["statusCode"] for r in run.responses] == [200] * 3
+    (warning,) = [line for line in run.logs if line["message"] == "telemetry export failed"]
+    assert warning["backend"] == "pushgateway"
+    assert "401" in warning["error"]
+    assert "wr0ng-pw" not in run.stdout
+    assert _groups(auth_gateway) == {}

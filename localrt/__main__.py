@@ -96,8 +96,9 @@ def _install_stop_handlers(stop: threading.Event, on_stop: list[object]) -> None
 
 
 def start_api(args: argparse.Namespace) -> int:
-    from localrt.server import serve  # flask + samcli's apigw: ~2 s of imports `invoke` skips
+    from localrt.server import require_loopback, serve  # ~2 s of imports `invoke` skips
 
+    require_loopback(args.host)
     settings = build_settings(args)
     spec = settings.spec
     if not spec.routes:

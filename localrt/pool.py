@@ -26,6 +26,7 @@ from localrt.runtime_api import Invocation
 LOG = logging.getLogger("localrt")
 
 INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit for on-demand functions
+REUSE_WAIT_S = 0.05  # how long a request waits for a finishing warm environment
 _WATCH_PERIOD_S = 0.02
 _MAX_RECORDS = 10_000
 
@@ -126,6 +127,7 @@ class Pool:
         return inv
 
     def _acquire(self) -> tuple[Environment, bool]:
+        reuse_deadline: float | None = None
         with self._cond:
             while True:
                 if self._closed:
@@ -134,7 +136,17 @@ class Pool:
                 if idle:
                     env = idle[0]  # lowest index first: sequential traffic keeps reusing env-1
                     env.state = State.BUSY
+                    env.last = None  # not "finishing" any more: a new event is on its way
                     return env, False
+                if len(self._envs) < self.concurrency and self._finishing_locked():
+                    # The caller of the previous event gets its answer before the runtime is
+                    # back in /next: a client firing requests back to back would cold-start
+                    # a second environment for a ~1 ms gap. Wait a little for the warm one.
+                    now = time.monotonic()
+                    reuse_deadline = reuse_deadline or now + REUSE_WAIT_S
+                    if now < reuse_deadline:
+                        self._cond.wait(reuse_deadline - now)
+                        continue
                 if len(self._envs) < self.concurrency:
                     env = Environment(
                         self._next_index,
@@ -168,6 +180,10 @@ class Pool:
                 raise InitFailedError(env.end_reason or "environment died during init")
             env.state = State.BUSY
         return env, True
+
+    def _finishing_locked(self) -> bool:
+        """Some environment has answered its event and is only finishing up."""
+        return any(e.state is State.BUSY and e.last and e.last.done.is_set() for e in self._envs)
 
     # ---- callbacks from environments -------------------------------------------------
 

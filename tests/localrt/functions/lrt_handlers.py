@@ -26,6 +26,9 @@ if os.environ.get("SIGTERM_MARKER"):
 
     signal.signal(signal.SIGTERM, _on_sigterm)
 
+if os.environ.get("SIGTERM_IGNORE"):  # a function that never exits on SIGTERM: must get SIGKILL
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
 
 def _path(event: dict[str, Any]) -> str:
     return str(event.get("rawPath") or event.get("path") or "")

@@ -1,0 +1,36 @@
+"""Fixtures starting the real `python -m localrt` (see harness.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.localrt.harness import LocalRT, pid_alive, wait_until
+
+
+@pytest.fixture
+def start_localrt() -> Iterator[Callable[..., LocalRT]]:
+    started: list[LocalRT] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> LocalRT:
+        rt = LocalRT(*args, env=env)
+        started.append(rt)
+        return rt
+
+    yield start
+    for rt in started:
+        rt.stop()
+        # No orphans, ever: every environment process is gone once localrt has exited.
+        assert wait_until(lambda rt=rt: not any(pid_alive(p) for p in rt.seen_pids), 5), (
+            rt.seen_pids
+        )
+
+
+@pytest.fixture(scope="module")
+def echo_rt() -> Iterator[LocalRT]:
+    """One shared server for the request/response tests (EchoFunction, up to 4 environments)."""
+    rt = LocalRT("--function", "EchoFunction", "--concurrency", "4")
+    yield rt
+    rt.stop()
+    assert wait_until(lambda: not any(pid_alive(p) for p in rt.seen_pids), 5)

@@ -22,10 +22,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--otlp-grpc-port", type=int, default=4317, help="0 = any free port")
     up.add_argument("--otlp-http-port", type=int, default=4318, help="0 = any free port")
     up.add_argument("--delay-ms", type=int, default=0, help="OTLP receiver: delay per export")
-    up.add_argument("--fail-status", type=int, default=None,
-                    help="OTLP receiver: answer every export with this HTTP status")
-    up.add_argument("--keep", action="store_true",
-                    help="keep the temp dir (logs, TSDB, spans.jsonl) after stopping")
+    up.add_argument(
+        "--fail-status",
+        type=int,
+        default=None,
+        help="OTLP receiver: answer every export with this HTTP status",
+    )
+    up.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temp dir (logs, TSDB, spans.jsonl) after stopping",
+    )
     sub.add_parser("check", help="promtool check config, check rules and test rules")
     return p
 
@@ -48,8 +55,10 @@ def _up(args: argparse.Namespace) -> int:
     }
     busy = [f"{flag} {port}" for flag, port in ports.items() if port and port_in_use(port)]
     if busy:
-        print(f"error: port(s) in use on 127.0.0.1: {', '.join(busy)} "
-              "(pass 0 to pick a free port)", file=sys.stderr)
+        print(
+            f"error: port(s) in use on 127.0.0.1: {', '.join(busy)} (pass 0 to pick a free port)",
+            file=sys.stderr,
+        )
         return 2
 
     stop = threading.Event()
@@ -61,9 +70,13 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stack = Stack(
-        pushgateway_port=args.pushgateway_port, prometheus_port=args.prometheus_port,
-        otlp_grpc_port=args.otlp_grpc_port, otlp_http_port=args.otlp_http_port,
-        delay_ms=args.delay_ms, fail_status=args.fail_status, keep_workdir=args.keep,
+        pushgateway_port=args.pushgateway_port,
+        prometheus_port=args.prometheus_port,
+        otlp_grpc_port=args.otlp_grpc_port,
+        otlp_http_port=args.otlp_http_port,
+        delay_ms=args.delay_ms,
+        fail_status=args.fail_status,
+        keep_workdir=args.keep,
     )
     with stack:
         if stop.is_set():
@@ -71,19 +84,26 @@ def _up(args: argparse.Namespace) -> int:
         env = stack.env()
         print(f"Pushgateway:         {stack.pushgateway_url}")
         print(f"Prometheus:          {stack.prometheus_url}")
-        print(f"OTLP/HTTP receiver:  {stack.otlp_http_endpoint}/v1/traces "
-              f"(spans: GET {stack.otlp_http_endpoint}/spans)")
+        print(
+            f"OTLP/HTTP receiver:  {stack.otlp_http_endpoint}/v1/traces "
+            f"(spans: GET {stack.otlp_http_endpoint}/spans)"
+        )
         print(f"OTLP/gRPC receiver:  {stack.otlp_grpc_endpoint}")
         print(f"Logs and spans.jsonl: {stack.workdir}")
         print("\n# export these for the function:")
         for key, value in env.items():
             print(f"export {key}={value}")
-        print(f"# for OTLP/gRPC instead: export OTEL_EXPORTER_OTLP_ENDPOINT="
-              f"{stack.otlp_grpc_endpoint} OTEL_EXPORTER_OTLP_PROTOCOL=grpc")
+        print(
+            f"# for OTLP/gRPC instead: export OTEL_EXPORTER_OTLP_ENDPOINT="
+            f"{stack.otlp_grpc_endpoint} OTEL_EXPORTER_OTLP_PROTOCOL=grpc"
+        )
         print("\nCtrl-C to stop.", flush=True)
         while not stop.wait(1.0):
-            dead = [c.name for c in (stack.pushgateway, stack.prometheus, stack.receiver)
-                    if c.process is None or not c.process.running()]
+            dead = [
+                c.name
+                for c in (stack.pushgateway, stack.prometheus, stack.receiver)
+                if c.process is None or not c.process.running()
+            ]
             if dead:
                 print(f"error: {', '.join(dead)} exited; stopping", file=sys.stderr)
                 return 1

@@ -30,7 +30,7 @@ _BIND_ATTEMPTS = 3  # a free port can be taken between choosing and binding it
 
 
 def _get_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
-    req = urllib.request.Request(url, headers=headers or {})
+    req = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (loopback URL)
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback URL)
         return json.load(resp)
 
@@ -92,12 +92,16 @@ class _Component:
 class Pushgateway(_Component):
     """prometheus-pushgateway, in memory only, admin API on (tests wipe it)."""
 
-
     name = "pushgateway"
 
-    def __init__(self, workdir: Path, port: int = 0, startup_timeout: float = 15.0,
-                 web_config_file: Path | None = None,
-                 basic_auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int = 0,
+        startup_timeout: float = 15.0,
+        web_config_file: Path | None = None,
+        basic_auth: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(workdir, startup_timeout)
         self.binary = find_binary(
             ["prometheus-pushgateway", "pushgateway"], "PUSHGATEWAY_BIN", "prometheus-pushgateway"
@@ -145,8 +149,8 @@ class Pushgateway(_Component):
 
     def wipe(self) -> None:
         """Delete every group (admin API): test isolation."""
-        req = urllib.request.Request(f"{self.url}/api/v1/admin/wipe", method="PUT",
-                                     headers=self._headers)
+        url = f"{self.url}/api/v1/admin/wipe"
+        req = urllib.request.Request(url, method="PUT", headers=self._headers)  # noqa: S310
         with urllib.request.urlopen(req, timeout=5):  # noqa: S310 (loopback URL)
             pass
 
@@ -180,8 +184,9 @@ class Prometheus(_Component):
 
     name = "prometheus"
 
-    def __init__(self, workdir: Path, pushgateway_port: int, port: int = 0,
-                 startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, workdir: Path, pushgateway_port: int, port: int = 0, startup_timeout: float = 30.0
+    ) -> None:
         super().__init__(workdir, startup_timeout)
         self.binary = find_binary(["prometheus"], "PROMETHEUS_BIN", "prometheus")
         self.port = port
@@ -274,9 +279,15 @@ class OtlpReceiverProcess(_Component):
 
     name = "otlp-receiver"
 
-    def __init__(self, workdir: Path, grpc_port: int = 0, http_port: int = 0,
-                 delay_ms: int = 0, fail_status: int | None = None,
-                 startup_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        delay_ms: int = 0,
+        fail_status: int | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
         super().__init__(workdir, startup_timeout)
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -296,9 +307,13 @@ class OtlpReceiverProcess(_Component):
     def start(self) -> Self:
         # The receiver binds port 0 itself and reports the real ports: no race to retry.
         argv = [
-            sys.executable, "-m", "stack.otlp_receiver",
-            f"--grpc-port={self.grpc_port}", f"--http-port={self.http_port}",
-            f"--spans-file={self.spans_file}", f"--delay-ms={self.delay_ms}",
+            sys.executable,
+            "-m",
+            "stack.otlp_receiver",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-port={self.http_port}",
+            f"--spans-file={self.spans_file}",
+            f"--delay-ms={self.delay_ms}",
         ]
         if self.fail_status is not None:
             argv.append(f"--fail-status={self.fail_status}")
@@ -340,14 +355,16 @@ class OtlpReceiverProcess(_Component):
         return list(_get_json(f"{self.http_endpoint}/spans?{query}"))
 
     def clear_spans(self) -> int:
-        req = urllib.request.Request(f"{self.http_endpoint}/spans", method="DELETE")
+        url = f"{self.http_endpoint}/spans"
+        req = urllib.request.Request(url, method="DELETE")  # noqa: S310 (loopback URL)
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback URL)
             return int(json.load(resp)["deleted"])
 
     def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
         """Change the injected delay/failure of the running receiver."""
         body = json.dumps({"delay_ms": delay_ms, "fail_status": fail_status}).encode()
-        req = urllib.request.Request(f"{self.http_endpoint}/control", data=body, method="PUT",
-                                     headers={"Content-Type": "application/json"})
+        url = f"{self.http_endpoint}/control"
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(url, data=body, method="PUT", headers=headers)  # noqa: S310
         with urllib.request.urlopen(req, timeout=5):  # noqa: S310 (loopback URL)
             pass

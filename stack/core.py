@@ -48,8 +48,11 @@ class Stack:
             self._remove_workdir()
             raise
         self.receiver = OtlpReceiverProcess(
-            self.workdir, grpc_port=otlp_grpc_port, http_port=otlp_http_port,
-            delay_ms=delay_ms, fail_status=fail_status,
+            self.workdir,
+            grpc_port=otlp_grpc_port,
+            http_port=otlp_http_port,
+            delay_ms=delay_ms,
+            fail_status=fail_status,
         )
         self._started = False
 

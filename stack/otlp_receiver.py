@@ -33,8 +33,8 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
-from google.protobuf.message import DecodeError
-from google.rpc import status_pb2
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
+from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
@@ -218,7 +218,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
     server: _HttpServer
     protocol_version = "HTTP/1.1"  # keep-alive, as the OTLP HTTP exporter reuses sessions
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.receiver.verbose:
             super().log_message(format, *args)
 
@@ -250,7 +250,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         return self.rfile.read(int(length))
 
     # -- routes
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         receiver = self.server.receiver
         if url.path == "/spans":
@@ -269,13 +269,13 @@ class _HttpHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": "not found"})
 
-    def do_DELETE(self) -> None:  # noqa: N802 (stdlib name)
+    def do_DELETE(self) -> None:
         if urlsplit(self.path).path == "/spans":
             self._send_json(200, {"deleted": self.server.receiver.store.clear()})
         else:
             self._send_json(404, {"error": "not found"})
 
-    def do_PUT(self) -> None:  # noqa: N802 (stdlib name)
+    def do_PUT(self) -> None:
         if urlsplit(self.path).path != "/control":
             self._send_json(404, {"error": "not found"})
             return
@@ -294,7 +294,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.server.receiver.fault = fault
         self._send_json(200, asdict(fault))
 
-    def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+    def do_POST(self) -> None:
         if urlsplit(self.path).path != "/v1/traces":
             self._send_rpc_status(HTTPStatus.NOT_FOUND, "only /v1/traces is served")
             return
@@ -395,7 +395,9 @@ class OtlpReceiver:
     def start(self) -> OtlpReceiver:
         grpc_port, http_port = self._requested
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
+            _TraceService(self), server
+        )
         try:
             bound = server.add_insecure_port(f"{HOST}:{grpc_port}")
         except RuntimeError as exc:  # newer grpcio raises instead of returning 0

@@ -22,8 +22,12 @@ class CheckResult:
 
 def _run(name: str, *args: str) -> CheckResult:
     promtool = find_binary(["promtool"], "PROMTOOL_BIN", "prometheus")
-    proc = subprocess.run(  # noqa: S603 (fixed argv)
-        [promtool, *args], capture_output=True, text=True, timeout=120, check=False,
+    proc = subprocess.run(
+        [promtool, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         cwd=CONFIG_DIR,
     )
     return CheckResult(name, proc.returncode, proc.stdout + proc.stderr)

@@ -94,14 +94,16 @@ def _metric_value(group: Mapping[str, Any], name: str) -> float:
         return 0.0
 
 
-def list_groups(url: str, auth: tuple[str, str] | None = None,
-                timeout: float = HTTP_TIMEOUT_SECONDS) -> list[Group]:
+def list_groups(
+    url: str, auth: tuple[str, str] | None = None, timeout: float = HTTP_TIMEOUT_SECONDS
+) -> list[Group]:
     """All groups the gateway holds (`GET /api/v1/metrics`)."""
     headers = {"Accept": "application/json"}
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    req = urllib.request.Request(f"{_base_url(url)}/api/v1/metrics", headers=headers)
+    api = f"{_base_url(url)}/api/v1/metrics"
+    req = urllib.request.Request(api, headers=headers)  # noqa: S310 (configured http(s) URL)
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
         body = json.load(resp)
     if body.get("status") != "success":
@@ -109,8 +111,9 @@ def list_groups(url: str, auth: tuple[str, str] | None = None,
     return [
         Group(
             labels=dict(g["labels"]),
-            last_push=max(_metric_value(g, "push_time_seconds"),
-                          _metric_value(g, "push_failure_time_seconds")),
+            last_push=max(
+                _metric_value(g, "push_time_seconds"), _metric_value(g, "push_failure_time_seconds")
+            ),
         )
         for g in body["data"]
     ]
@@ -121,29 +124,45 @@ def _handler_for(auth: tuple[str, str] | None) -> Handler:
         return default_handler
     username, password = auth
 
-    def handler(url: str, method: str, timeout: float | None,
-                headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
         return basic_auth_handler(url, method, timeout, headers, data, username, password)
 
     return handler
 
 
-def delete_group(url: str, labels: Mapping[str, str], auth: tuple[str, str] | None = None,
-                 timeout: float = HTTP_TIMEOUT_SECONDS) -> None:
+def delete_group(
+    url: str,
+    labels: Mapping[str, str],
+    auth: tuple[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT_SECONDS,
+) -> None:
     """DELETE /metrics/job/<job>/<label>/<value>...; prometheus_client base64-encodes
     values containing '/' (`instance@base64/...`)."""
     grouping_key = {k: v for k, v in labels.items() if k != "job"}
-    delete_from_gateway(_base_url(url), job=labels["job"], grouping_key=grouping_key,
-                        timeout=timeout, handler=_handler_for(auth))
+    delete_from_gateway(
+        _base_url(url),
+        job=labels["job"],
+        grouping_key=grouping_key,
+        timeout=timeout,
+        handler=_handler_for(auth),
+    )
 
 
 # ---------------------------------------------------------------------------
 # the sweep
 
 
-def sweep(url: str, job: str = DEFAULT_JOB, ttl_seconds: float = DEFAULT_TTL_SECONDS,
-          auth: tuple[str, str] | None = None, now: float | None = None,
-          dry_run: bool = False, timeout: float = HTTP_TIMEOUT_SECONDS) -> SweepResult:
+def sweep(
+    url: str,
+    job: str = DEFAULT_JOB,
+    ttl_seconds: float = DEFAULT_TTL_SECONDS,
+    auth: tuple[str, str] | None = None,
+    now: float | None = None,
+    dry_run: bool = False,
+    timeout: float = HTTP_TIMEOUT_SECONDS,
+) -> SweepResult:
     """Delete `job`'s groups idle for more than `ttl_seconds`; other jobs are never touched.
 
     `now` is injectable so tests need not sleep through a TTL.
@@ -204,8 +223,14 @@ def config_from_env(env: Mapping[str, str]) -> Config:
 
 def run(config: Config, now: float | None = None, dry_run: bool = False) -> SweepResult:
     auth = load_auth(config.auth_secret_arn) if config.auth_secret_arn else None
-    result = sweep(config.url, job=config.job, ttl_seconds=config.ttl_seconds, auth=auth,
-                   now=now, dry_run=dry_run)
+    result = sweep(
+        config.url,
+        job=config.job,
+        ttl_seconds=config.ttl_seconds,
+        auth=auth,
+        now=now,
+        dry_run=dry_run,
+    )
     logger.info(json.dumps({"message": "pushgateway janitor sweep", **result.to_dict()}))
     return result
 
@@ -226,19 +251,27 @@ def handler(event: Mapping[str, Any] | None, context: Any) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     env = os.environ
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", default=env.get("PUSHGATEWAY_URL", ""))
     p.add_argument("--job", default=env.get("PUSHGATEWAY_JOB", DEFAULT_JOB))
-    p.add_argument("--ttl-seconds", type=float,
-                   default=float(env.get("PUSHGATEWAY_GROUP_TTL_SECONDS") or DEFAULT_TTL_SECONDS))
+    p.add_argument(
+        "--ttl-seconds",
+        type=float,
+        default=float(env.get("PUSHGATEWAY_GROUP_TTL_SECONDS") or DEFAULT_TTL_SECONDS),
+    )
     p.add_argument("--auth-secret-arn", default=env.get("PUSHGATEWAY_AUTH_SECRET_ARN"))
     p.add_argument("--dry-run", action="store_true", help="report, delete nothing")
     args = p.parse_args(argv)
     if not args.url:
         p.error("--url (or PUSHGATEWAY_URL) is required")
-    config = Config(url=args.url, job=args.job, ttl_seconds=args.ttl_seconds,
-                    auth_secret_arn=args.auth_secret_arn or None)
+    config = Config(
+        url=args.url,
+        job=args.job,
+        ttl_seconds=args.ttl_seconds,
+        auth_secret_arn=args.auth_secret_arn or None,
+    )
     try:
         result = run(config, dry_run=args.dry_run)
     except (JanitorError, OSError) as exc:

@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:
 
 from stack import Pushgateway  # noqa: E402 (needs the path above)
 
-JANITOR_PATH = REPO / "functions" / "pushgateway_janitor" / "app.py"
+JANITOR_PATH = REPO / "functions" / "pushgateway_janitor" / "app.py"  # also in the tests
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,26 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import boto3
 import pytest
 from moto import mock_aws
-from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, pushadd_to_gateway
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    push_to_gateway,
+    pushadd_to_gateway,
+)
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from stack import Pushgateway
 
-from conftest import JANITOR_PATH, REPO
+REPO = Path(__file__).resolve().parents[2]
+JANITOR_PATH = REPO / "functions" / "pushgateway_janitor" / "app.py"
 
 # bcrypt("janitor-test-password", cost 5), precomputed: no bcrypt module is needed here.
 USER, PASSWORD = "janitor", "janitor-test-password"
@@ -28,17 +36,22 @@ PASSWORD_BCRYPT = "$2b$05$2jMTsF6bdGSSKIFkbGoC/OGfEVbZwsYwWbx0NIyhkDM5LXwqQr8je"
 def push(pg_url: str, job: str, instance: str, auth: tuple[str, str] | None = None) -> None:
     registry = CollectorRegistry()
     Counter("healthz_calls", "calls", registry=registry).inc()
-    handler_kwargs = {}
-    if auth is not None:
-        from prometheus_client.exposition import basic_auth_handler
 
-        def handler(url: str, method: str, timeout: float | None,
-                    headers: list[tuple[str, str]], data: bytes):  # type: ignore[no-untyped-def]
-            return basic_auth_handler(url, method, timeout, headers, data, *auth)
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        if auth is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, *auth)
 
-        handler_kwargs["handler"] = handler
-    push_to_gateway(pg_url, job=job, registry=registry, grouping_key={"instance": instance},
-                    timeout=5, **handler_kwargs)
+    push_to_gateway(
+        pg_url,
+        job=job,
+        registry=registry,
+        grouping_key={"instance": instance},
+        timeout=5,
+        handler=handler,
+    )
 
 
 def push_times(pg: Pushgateway) -> dict[tuple[str, str], float]:
@@ -96,8 +109,13 @@ def test_failed_push_counts_as_activity(pushgateway: Pushgateway, janitor: Modul
     registry = CollectorRegistry()
     Gauge("healthz_calls_total", "calls", registry=registry).set(1)
     with pytest.raises(urllib.error.HTTPError):
-        pushadd_to_gateway(pushgateway.url, job="healthz", registry=registry,
-                           grouping_key={"instance": "a"}, timeout=5)
+        pushadd_to_gateway(
+            pushgateway.url,
+            job="healthz",
+            registry=registry,
+            grouping_key={"instance": "a"},
+            timeout=5,
+        )
     group = next(g for g in janitor.list_groups(pushgateway.url) if g.labels["instance"] == "a")
     assert group.last_push > before + 0.2
     result = janitor.sweep(pushgateway.url, ttl_seconds=0.2, now=before + 0.35)
@@ -105,8 +123,9 @@ def test_failed_push_counts_as_activity(pushgateway: Pushgateway, janitor: Modul
     assert [e["labels"]["instance"] for e in result.deleted] == ["b"]
 
 
-def test_handler_reads_env(pushgateway: Pushgateway, janitor: ModuleType,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_reads_env(
+    pushgateway: Pushgateway, janitor: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     push(pushgateway.url, "svc", "a")
     push(pushgateway.url, "healthz", "b")
     monkeypatch.setenv("PUSHGATEWAY_URL", pushgateway.url)
@@ -132,8 +151,10 @@ def test_handler_reads_env(pushgateway: Pushgateway, janitor: ModuleType,
     ("env", "message"),
     [
         ({}, "PUSHGATEWAY_URL is not set"),
-        ({"PUSHGATEWAY_URL": "http://127.0.0.1:1", "PUSHGATEWAY_GROUP_TTL_SECONDS": "soon"},
-         "not a number"),
+        (
+            {"PUSHGATEWAY_URL": "http://127.0.0.1:1", "PUSHGATEWAY_GROUP_TTL_SECONDS": "soon"},
+            "not a number",
+        ),
     ],
 )
 def test_config_errors(janitor: ModuleType, env: dict[str, str], message: str) -> None:
@@ -152,7 +173,11 @@ def test_cli(pushgateway: Pushgateway) -> None:
     time.sleep(0.05)
     proc = subprocess.run(
         [sys.executable, str(JANITOR_PATH), "--url", pushgateway.url, "--ttl-seconds", "0.01"],
-        capture_output=True, text=True, timeout=30, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -163,7 +188,11 @@ def test_cli(pushgateway: Pushgateway) -> None:
 def test_unreachable_gateway_fails_cli() -> None:
     proc = subprocess.run(
         [sys.executable, str(JANITOR_PATH), "--url", "http://127.0.0.1:1"],
-        capture_output=True, text=True, timeout=30, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        check=False,
     )
     assert proc.returncode == 1
     assert "error:" in proc.stderr
@@ -181,8 +210,9 @@ def auth_pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushg
         yield pg
 
 
-def test_auth_from_secrets_manager(auth_pushgateway: Pushgateway, janitor: ModuleType,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auth_from_secrets_manager(
+    auth_pushgateway: Pushgateway, janitor: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = auth_pushgateway.url
     push(url, "healthz", "a", auth=(USER, PASSWORD))
     with pytest.raises(urllib.error.HTTPError) as unauthorized:
@@ -207,14 +237,16 @@ def test_auth_from_secrets_manager(auth_pushgateway: Pushgateway, janitor: Modul
     assert [g for g in auth_pushgateway.groups() if g["labels"]["job"] == "healthz"] == []
 
 
-def test_secret_without_credentials_is_rejected(janitor: ModuleType,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_without_credentials_is_rejected(
+    janitor: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(key, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-            Name="pushgateway-janitor-bad", SecretString=json.dumps({"user": "x"}),
+            Name="pushgateway-janitor-bad",
+            SecretString=json.dumps({"user": "x"}),
         )["ARN"]
         with pytest.raises(janitor.JanitorError, match="username and password"):
             janitor.load_auth(arn)

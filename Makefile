@@ -4,12 +4,12 @@ PYTHON ?= $(shell command -v python3.13 || echo /root/.pyenv/versions/3.13.0/bin
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CONCURRENCY ?= 1
+CONCURRENCY ?= 4
 PORT ?= 3000
 EVENT ?= events/rest-get.json
 ENV_VARS ?=
 
-.PHONY: venv run invoke test lint typecheck unit validate clean
+.PHONY: venv run invoke stack test lint typecheck validate clean
 
 venv: $(STAMP)
 
@@ -25,12 +25,18 @@ run: venv
 invoke: venv
 	$(BIN)/python -m localrt invoke -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
+# A real Pushgateway and Prometheus plus an OTLP receiver, on loopback ports; Ctrl-C stops them.
+stack: venv
+	$(BIN)/python -m stack up
+
 lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
 typecheck: venv
-	$(BIN)/mypy layers/observability/python functions localrt stack tests
+	$(BIN)/mypy layers/observability/python functions/healthz localrt stack tests
+	# A second run: both functions have a module named app.
+	$(BIN)/mypy functions/pushgateway_janitor
 
 validate: venv
 	$(BIN)/sam validate --lint

@@ -247,7 +247,7 @@ class Prometheus(_Component):
             raise StackError(f"{promql!r} returned {len(result)} samples, expected one")
         return result[0].value
 
-    def wait_for_scrape(self, after: float | None = None, timeout: float = 10.0) -> float:
+    def wait_for_scrape(self, after: float | None = None, timeout: float = 20.0) -> float:
         """Wait until a Pushgateway scrape that started after `after` (default: now) is stored.
 
         Pushes made before calling this are then visible to queries. Returns the scrape's

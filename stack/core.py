@@ -140,7 +140,7 @@ class Stack:
     def query_value(self, promql: str) -> float | None:
         return self.prometheus.query_value(promql)
 
-    def wait_for_scrape(self, after: float | None = None, timeout: float = 10.0) -> float:
+    def wait_for_scrape(self, after: float | None = None, timeout: float = 20.0) -> float:
         return self.prometheus.wait_for_scrape(after=after, timeout=timeout)
 
     def alerts(self) -> list[dict[str, Any]]:

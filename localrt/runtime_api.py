@@ -28,6 +28,10 @@ LOG = logging.getLogger("localrt")
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous response limit
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 EXTENSION_PREFIX = "/2020-01-01/extension"
+_INVALID_EXTENSION_ID = {
+    "errorMessage": "Invalid Lambda-Extension-Identifier",
+    "errorType": "Extension.InvalidExtensionIdentifier",
+}
 _INVOCATION_RE = re.compile(r"^/2018-06-01/runtime/invocation/([^/]+)/(response|error)$")
 
 
@@ -98,7 +102,7 @@ class RuntimeApi:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.api = self
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="runtime-api", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="runtime-api", daemon=True
         )
 
     @property
@@ -138,7 +142,6 @@ class RuntimeApi:
         with self._cond:
             if not self._ready_locked():
                 raise RuntimeError("environment is not ready")
-            self._registration_open = False
             inv.t_dispatch = time.monotonic()
             inv.deadline_ms = int(time.time() * 1000) + inv.timeout_ms
             self._pending = self._current = inv
@@ -188,6 +191,7 @@ class RuntimeApi:
             return False
         if not self._initialised:
             self._initialised = True
+            self._registration_open = False  # Lambda: extensions register during init only
             return True
         inv = self._current
         if inv is None:
@@ -249,9 +253,10 @@ class RuntimeApi:
         inv.finish(kind, body, error_type)
         return HTTPStatus.ACCEPTED, {"status": "OK"}
 
-    def runtime_init_error(self, body: bytes) -> None:
+    def runtime_init_error(self, body: bytes) -> Callable[[], None]:
+        """Record the init error now; the returned call ends the environment (after answering)."""
         self.init_error = body
-        self._on_fatal(f"init error: {body.decode(errors='replace')}")
+        return lambda: self._on_fatal(f"init error: {body.decode(errors='replace')}")
 
     def register(self, name: str, events: list[str]) -> tuple[int, dict[str, str], dict[str, Any]]:
         if not name:
@@ -275,13 +280,14 @@ class RuntimeApi:
             )
         if "SHUTDOWN" in events:
             # Extensions inside the runtime process cannot subscribe to SHUTDOWN in Lambda;
-            # they get SIGTERM through the runtime process instead.
+            # they get SIGTERM through the runtime process instead. Status and body are
+            # those of AWS's emulator (aws-lambda-rie), measured.
             return (
-                HTTPStatus.BAD_REQUEST,
+                HTTPStatus.FORBIDDEN,
                 {},
                 {
-                    "errorMessage": "Internal extensions cannot register for SHUTDOWN event",
-                    "errorType": "ShutdownEventNotSupportedForInternalExtension",
+                    "errorMessage": "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension",
+                    "errorType": "Extension.InvalidEventType",
                 },
             )
         with self._cond:
@@ -290,7 +296,7 @@ class RuntimeApi:
                     HTTPStatus.FORBIDDEN,
                     {},
                     {
-                        "errorMessage": "Registration is closed after init",
+                        "errorMessage": "Extension registration closed already",
                         "errorType": "Extension.RegistrationClosed",
                     },
                 )
@@ -307,10 +313,7 @@ class RuntimeApi:
         with self._cond:
             ext = self._extensions.get(ident)
             if ext is None:
-                return HTTPStatus.FORBIDDEN, {
-                    "errorMessage": "Unknown extension " + ident,
-                    "errorType": "Extension.UnknownExtensionIdentifier",
-                }
+                return HTTPStatus.FORBIDDEN, _INVALID_EXTENSION_ID
             ext.in_next = True
             fire = self._settle_locked()
             self._cond.notify_all()
@@ -333,10 +336,7 @@ class RuntimeApi:
         with self._cond:
             ext = self._extensions.get(ident)
         if ext is None:
-            return HTTPStatus.FORBIDDEN, {
-                "errorMessage": "Unknown extension " + ident,
-                "errorType": "Extension.UnknownExtensionIdentifier",
-            }
+            return HTTPStatus.FORBIDDEN, _INVALID_EXTENSION_ID
         # Both end this environment in Lambda: init/error fails init, exit/error resets it.
         self._on_fatal(
             f"extension {ext.name} {which} error {error_type}: {body.decode(errors='replace')}"
@@ -417,8 +417,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = api.runtime_result(match.group(1), match.group(2), body, error_type)
             self._send(status, answer)
         elif path == RUNTIME_PREFIX + "/init/error":
+            end_environment = api.runtime_init_error(body)
             self._send(HTTPStatus.ACCEPTED, {"status": "OK"})
-            api.runtime_init_error(body)
+            end_environment()
         elif path == EXTENSION_PREFIX + "/register":
             try:
                 events = json.loads(body or b"{}").get("events") or []

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.localrt.harness import LocalRT, pid_alive, wait_until
+from tests.localrt.harness import LocalRT, assert_no_orphans
 
 
 @pytest.fixture
@@ -21,10 +21,7 @@ def start_localrt() -> Iterator[Callable[..., LocalRT]]:
     yield start
     for rt in started:
         rt.stop()
-        # No orphans, ever: every environment process is gone once localrt has exited.
-        assert wait_until(lambda rt=rt: not any(pid_alive(p) for p in rt.seen_pids), 5), (
-            rt.seen_pids
-        )
+        assert_no_orphans(rt)
 
 
 @pytest.fixture(scope="module")
@@ -33,4 +30,4 @@ def echo_rt() -> Iterator[LocalRT]:
     rt = LocalRT("--function", "EchoFunction", "--concurrency", "4")
     yield rt
     rt.stop()
-    assert wait_until(lambda: not any(pid_alive(p) for p in rt.seen_pids), 5)
+    assert_no_orphans(rt)

@@ -53,8 +53,10 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.02)
 class LocalRT:
     """One `python -m localrt start-api` process, its stderr collected line by line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        cmd = [sys.executable, "-m", "localrt", "start-api", "--template", str(TEMPLATE)]
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, template: Path = TEMPLATE
+    ) -> None:
+        cmd = [sys.executable, "-m", "localrt", "start-api", "--template", str(template)]
         cmd += ["--port", "0", *args]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env or base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -123,6 +125,13 @@ class LocalRT:
         self._reader.join(5)
         self.session.close()
         return code
+
+
+def assert_no_orphans(rt: LocalRT) -> None:
+    """No orphans, ever: every environment process is gone once localrt has exited."""
+    assert rt.proc.poll() is not None
+    pids = set(rt.seen_pids)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5), pids
 
 
 def body_json(resp: requests.Response) -> dict[str, Any]:

@@ -110,9 +110,12 @@ def test_response_before_extension_finishes(start_localrt: Start) -> None:
         "functionVersion": "$LATEST",
         "handler": "lrt_extension.handler",
     }
-    event = second["extension"]["last_event"]
+    # The third event waits for the extension to finish the second: its INVOKE is complete.
+    third = body_json(rt.get("/ext"))
+    event = third["extension"]["events"][second["request_id"]]
     assert event["eventType"] == "INVOKE"
     assert event["requestId"] == second["request_id"]
+    assert event["deadlineMs"] - second["started"] * 1000 == pytest.approx(2000, abs=100)
     assert event["invokedFunctionArn"].endswith(":function:ExtensionFunction")
     assert event["deadlineMs"] > time.time() * 1000 - 5000
 

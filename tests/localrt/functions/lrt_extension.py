@@ -45,7 +45,7 @@ def _loop(ident: str) -> None:
             return
         event = json.loads(body)
         _state["invokes"] += 1
-        _state["last_event"] = event
+        _state["events"] = {**_state.get("events", {}), event["requestId"]: event}
         time.sleep(POST_INVOKE_WORK_S)
         _state["finished"] += 1
         _state["last_done"] = time.time()

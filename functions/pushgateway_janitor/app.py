@@ -13,7 +13,8 @@ Lambda: handler ``app.handler`` (run it on a schedule). Configuration by environ
                                   for the gateway's basic auth
 The event may carry {"dry_run": true} to only report.
 
-CLI: ``python functions/pushgateway_janitor/app.py --url URL --ttl-seconds N [--dry-run]``
+CLI (with the layer on the path: ``PYTHONPATH=layers/observability/python``):
+``python functions/pushgateway_janitor/app.py --url URL --ttl-seconds N [--dry-run]``
 (flags default to the same environment variables); prints the result as JSON.
 """
 
@@ -27,11 +28,13 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from prometheus_client.exposition import basic_auth_handler, default_handler, delete_from_gateway
+from prometheus_client.exposition import delete_from_gateway
+
+from lambda_observability.metrics import push_handler
 
 DEFAULT_JOB = "healthz"
 DEFAULT_TTL_SECONDS = 3600.0
@@ -39,8 +42,6 @@ DEFAULT_TTL_SECONDS = 3600.0
 HTTP_TIMEOUT_SECONDS = 5.0
 
 logger = logging.getLogger("pushgateway_janitor")
-
-Handler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
 
 
 class JanitorError(RuntimeError):
@@ -119,19 +120,6 @@ def list_groups(
     ]
 
 
-def _handler_for(auth: tuple[str, str] | None) -> Handler:
-    if auth is None:
-        return default_handler
-    username, password = auth
-
-    def handler(
-        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
-    ) -> Callable[[], None]:
-        return basic_auth_handler(url, method, timeout, headers, data, username, password)
-
-    return handler
-
-
 def delete_group(
     url: str,
     labels: Mapping[str, str],
@@ -146,7 +134,7 @@ def delete_group(
         job=labels["job"],
         grouping_key=grouping_key,
         timeout=timeout,
-        handler=_handler_for(auth),
+        handler=push_handler(auth),
     )
 
 
@@ -195,13 +183,13 @@ def sweep(
 
 def load_auth(secret_arn: str) -> tuple[str, str]:
     """Basic-auth credentials from a Secrets Manager JSON secret {"username","password"}."""
-    # Lazy: only deployments with auth pay for importing boto3 via Powertools.
-    from aws_lambda_powertools.utilities.parameters import get_secret
+    # The observability layer's reader (Powertools Parameters, cached, short timeouts).
+    from lambda_observability.secrets import BasicAuthSecret, SecretError
 
-    secret = get_secret(secret_arn, transform="json")
-    if not isinstance(secret, dict) or not {"username", "password"} <= secret.keys():
-        raise JanitorError(f"secret {secret_arn} must be JSON with username and password")
-    return str(secret["username"]), str(secret["password"])
+    try:
+        return BasicAuthSecret(secret_arn).credentials()
+    except SecretError as error:
+        raise JanitorError(str(error)) from None
 
 
 def config_from_env(env: Mapping[str, str]) -> Config:

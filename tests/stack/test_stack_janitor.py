@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -167,18 +168,25 @@ def test_config_defaults(janitor: ModuleType) -> None:
     assert (config.job, config.ttl_seconds, config.auth_secret_arn) == ("healthz", 3600.0, None)
 
 
-def test_cli(pushgateway: Pushgateway) -> None:
-    push(pushgateway.url, "healthz", "a")
-    push(pushgateway.url, "other", "b")
-    time.sleep(0.05)
-    proc = subprocess.run(
-        [sys.executable, str(JANITOR_PATH), "--url", pushgateway.url, "--ttl-seconds", "0.01"],
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    # As on Lambda, where the layer is /opt/python, the layer's package is on the path.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "layers/observability/python")}
+    return subprocess.run(
+        [sys.executable, str(JANITOR_PATH), *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=REPO,
+        env=env,
         check=False,
     )
+
+
+def test_cli(pushgateway: Pushgateway) -> None:
+    push(pushgateway.url, "healthz", "a")
+    push(pushgateway.url, "other", "b")
+    time.sleep(0.05)
+    proc = _cli("--url", pushgateway.url, "--ttl-seconds", "0.01")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert [e["labels"]["instance"] for e in out["deleted"]] == ["a"]
@@ -186,14 +194,7 @@ def test_cli(pushgateway: Pushgateway) -> None:
 
 
 def test_unreachable_gateway_fails_cli() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(JANITOR_PATH), "--url", "http://127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
+    proc = _cli("--url", "http://127.0.0.1:1")
     assert proc.returncode == 1
     assert "error:" in proc.stderr
 

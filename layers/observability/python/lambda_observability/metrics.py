@@ -59,7 +59,23 @@ def value(name: str, labels: dict[str, str] | None = None) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
 
-AuthHandler = Callable[..., Callable[[], None]]
+PushHandler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
+
+
+def push_handler(credentials: tuple[str, str] | None) -> PushHandler:
+    """prometheus-client's request handler, with basic auth when credentials are given."""
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    if credentials is None:
+        return default_handler
+    username, password = credentials
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return handler
 
 
 def push(
@@ -69,20 +85,8 @@ def push(
     credentials: tuple[str, str] | None = None,
 ) -> None:
     """PUT this environment's whole group; raises on any failure."""
-    # Imported here, not at cold start: urllib and the push code are needed only after a response.
-    from prometheus_client.exposition import (
-        basic_auth_handler,
-        default_handler,
-        push_to_gateway,
-    )
-
-    def handler(
-        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
-    ) -> Callable[[], None]:
-        if credentials is None:
-            return default_handler(url, method, timeout, headers, data)
-        username, password = credentials
-        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+    # Imported here, not at cold start: the push code is needed only after a response.
+    from prometheus_client.exposition import push_to_gateway
 
     push_to_gateway(
         url,
@@ -90,5 +94,5 @@ def push(
         registry=REGISTRY,
         grouping_key={"instance": INSTANCE_ID},
         timeout=timeout,
-        handler=handler,
+        handler=push_handler(credentials),
     )

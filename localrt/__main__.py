@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     api.add_argument(
         "--concurrency",
         type=int,
-        default=int(os.environ.get("LOCALRT_CONCURRENCY", "4")),
+        default=4,
         help="max execution environments (default 4)",
     )
 
@@ -84,12 +85,12 @@ def build_settings(args: argparse.Namespace) -> RuntimeSettings:
     return RuntimeSettings(spec=spec, variables=function_variables(spec, env_file), region=region)
 
 
-def _install_stop_handlers(stop: threading.Event, on_stop: list[object]) -> None:
+def _on_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGINT/SIGTERM run `stop` in a thread (server.shutdown cannot run on the serving one)."""
+
     def handler(signum: int, _frame: FrameType | None) -> None:
         LOG.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-        for fn in on_stop:
-            threading.Thread(target=fn, daemon=True).start()  # type: ignore[arg-type]
+        threading.Thread(target=stop, daemon=True).start()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -106,8 +107,7 @@ def start_api(args: argparse.Namespace) -> int:
         return 2
     pool = Pool(settings, args.concurrency, LogSink())
     server = serve(spec, pool, args.host, args.port)
-    stop = threading.Event()
-    _install_stop_handlers(stop, [server.shutdown])
+    _on_stop_signals(server.shutdown)
     base = f"http://{args.host}:{server.server_port}"
     for route in spec.routes:
         kind = (
@@ -149,8 +149,8 @@ def invoke(args: argparse.Namespace) -> int:
     else:
         payload = Path(args.event).read_bytes()
     pool = Pool(settings, 1, LogSink())
-    stop = threading.Event()
-    _install_stop_handlers(stop, [])
+    # Ctrl-C mid-invoke: SIGTERM the environment (grace applies), the event fails.
+    _on_stop_signals(lambda: pool.shutdown(args.grace_seconds))
     try:
         inv = pool.invoke(payload)
     finally:

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from localrt.runtime_api import Invocation, RuntimeApi
@@ -261,6 +262,19 @@ class Environment:
         except subprocess.TimeoutExpired:
             return False
 
+    def max_rss_mb(self) -> float | None:
+        """Peak resident memory (Lambda's "Max Memory Used"), while the process is alive."""
+        if self.proc is None or self.proc.returncode is not None:
+            return None
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
@@ -271,6 +285,7 @@ class Environment:
             "started_at": self.started_at,
             "log_stream": self.log_stream,
             "extensions": self.api.extension_names(),
+            "max_rss_mb": self.max_rss_mb(),
             "exit_code": self.exit_code,
             "end_reason": self.end_reason,
         }

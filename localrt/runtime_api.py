@@ -28,6 +28,8 @@ LOG = logging.getLogger("localrt")
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous response limit
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 EXTENSION_PREFIX = "/2020-01-01/extension"
+# The errorType Lambda reports when the environment, not the handler, failed the event.
+_ERROR_TYPES = {"timeout": "Sandbox.Timedout", "crash": "Runtime.ExitError"}
 _INVALID_EXTENSION_ID = {
     "errorMessage": "Invalid Lambda-Extension-Identifier",
     "errorType": "Extension.InvalidExtensionIdentifier",
@@ -169,10 +171,9 @@ class RuntimeApi:
             self._closed = True
             self._cond.notify_all()
         if inv is not None:
-            body = json.dumps(
-                {"errorMessage": message, "errorType": f"Runtime.{outcome.title()}"}
-            ).encode()
-            inv.finish(outcome, body, f"Runtime.{outcome.title()}")
+            error_type = _ERROR_TYPES.get(outcome, "Runtime.Unknown")
+            body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+            inv.finish(outcome, body, error_type)
         return inv
 
     # ---- helpers (lock held) ---------------------------------------------------------

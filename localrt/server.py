@@ -118,7 +118,10 @@ def create_app(spec: FunctionSpec, pool: Pool, port_ref: list[int]) -> Flask:
             continue
         flask_path = PathConverter.convert_path_to_flask(route.path)
         for method in route.methods:
-            routes[(flask_path, method)] = route
+            if route.methods == ALL_METHODS:  # ANY: an explicit method on the path wins
+                routes.setdefault((flask_path, method), route)
+            else:
+                routes[(flask_path, method)] = route
         app.add_url_rule(
             flask_path,
             endpoint=flask_path,

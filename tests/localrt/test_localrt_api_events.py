@@ -213,6 +213,8 @@ def test_stats_endpoint(echo_rt: LocalRT) -> None:
     env = stats["environments"][0]
     assert {"pid", "init_ms", "invocations", "tag", "state"} <= env.keys()
     assert env["init_ms"] is not None and env["init_ms"] > 0
+    live = [e for e in stats["environments"] if e["state"] != "dead"]
+    assert all(e["max_rss_mb"] > 5 for e in live)
     rec = stats["invocations"][-1]
     assert rec["outcome"] == "response"
     assert rec["client_ms"] > 0 and rec["billed_ms"] > 0 and rec["duration_ms"] > 0

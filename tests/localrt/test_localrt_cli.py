@@ -49,6 +49,25 @@ def test_invoke_function_error_exits_nonzero(tmp_path: Path) -> None:
     assert error["errorType"] == "ValueError" and error["errorMessage"] == "boom"
 
 
+def test_invoke_timeout_and_init_error(tmp_path: Path) -> None:
+    timed_out = invoke(
+        {"path": "/rest/sleep", "queryStringParameters": {"ms": "3000"}},
+        tmp_path,
+        "--function",
+        "EchoFunction",
+    )
+    assert timed_out.returncode == 1
+    error = json.loads(timed_out.stdout)
+    assert error["errorType"] == "Sandbox.Timedout"
+    assert error["errorMessage"].endswith("Task timed out after 1.00 seconds")
+
+    broken = invoke({}, tmp_path, "--function", "BrokenFunction")
+    assert broken.returncode == 1
+    error = json.loads(broken.stdout)
+    assert error["errorType"] == "Runtime.InitError"
+    assert "lrt_no_such_module" in error["errorMessage"]  # the runtime's own init error
+
+
 def test_variable_precedence(tmp_path: Path) -> None:
     env_file = tmp_path / "env.json"
     env_file.write_text(

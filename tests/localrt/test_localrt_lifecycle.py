@@ -125,6 +125,22 @@ def test_response_before_extension_finishes(start_localrt: Start) -> None:
     assert rt.stats()["environments"][0]["extensions"] == ["slow-exporter"]
 
 
+def test_extension_overrunning_the_deadline_is_killed(start_localrt: Start) -> None:
+    # Timeout: 2 covers the extension's post-invoke work too; 10 s of it ends the environment.
+    env = base_env(EXT_WORK_S="10")
+    rt = start_localrt("--function", "ExtensionFunction", "--concurrency", "1", env=env)
+    t0 = time.monotonic()
+    first = body_json(rt.get("/ext"))
+    assert time.monotonic() - t0 < 1.5  # answered at once, as before
+    assert wait_until(lambda: not pid_alive(first["pid"]), 4)
+    second = body_json(rt.get("/ext"))  # a fresh environment took over
+    assert second["pid"] != first["pid"]
+    envs = rt.stats()["environments"]
+    assert envs[0]["end_reason"] == "timeout" and envs[1]["state"] == "busy"
+    record = rt.stats()["invocations"][0]
+    assert record["outcome"] == "response" and 1900 < record["billed_ms"] < 2500
+
+
 def test_sigterm_gives_function_grace_to_flush(start_localrt: Start, tmp_path: Path) -> None:
     marker = tmp_path / "flushed.txt"
     rt = start_localrt("--function", "EchoFunction", env=base_env(SIGTERM_MARKER=str(marker)))

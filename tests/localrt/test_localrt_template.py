@@ -172,3 +172,29 @@ def test_env_vars_file_and_precedence(tmp_path: Path) -> None:
     assert merged["FILE_WINS"] == "7"
     assert merged["SHELL_WINS"] == "s"
     assert "NEW" not in merged and "HOME" not in merged  # only declared variables
+
+
+def test_http_api_only_gateway_answers_404(tmp_path: Path) -> None:
+    from localrt.environment import RuntimeSettings
+    from localrt.pool import Pool
+    from localrt.server import create_app
+
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  F:\n"
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties:\n"
+        "      Handler: m.h\n"
+        "      Events:\n"
+        "        Get: {Type: HttpApi, Properties: {Path: /items, Method: get}}\n"
+    )
+    spec = read_function(path)
+    pool = Pool(RuntimeSettings(spec, {}, "us-east-1"), 1)
+    client = create_app(spec, pool, [3000]).test_client()
+    for method, url in [("GET", "/nope"), ("POST", "/items")]:
+        resp = client.open(url, method=method)
+        assert resp.status_code == 404  # HTTP APIs answer 404, REST APIs 403
+        assert resp.get_json() == {"message": "Not Found"}
+    assert client.get("/__localrt/stats").get_json()["environments"] == []
+    pool.shutdown(0)

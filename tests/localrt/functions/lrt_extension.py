@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-POST_INVOKE_WORK_S = 0.3
+POST_INVOKE_WORK_S = float(os.environ.get("EXT_WORK_S", "0.3"))
 _api = os.environ["AWS_LAMBDA_RUNTIME_API"]
 _state: dict[str, Any] = {"invokes": 0, "finished": 0, "last_done": 0.0}
 

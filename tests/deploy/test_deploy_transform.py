@@ -1,0 +1,276 @@
+"""template.yaml through aws-sam-translator (what CloudFormation deploys): the resources that matter."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAKE_IMAGE_URI, ROOT, load_template
+
+PG = "https://pushgateway.example.com"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pushgateway-auth-AbCdEf"
+
+Transformed = Callable[..., dict[str, Any]]
+
+
+def of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in role["Properties"].get("Policies", []):
+        if "Fn::If" in policy:  # [condition, policy, AWS::NoValue]
+            policy = policy["Fn::If"][1]
+        found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def env_reads(*paths: Path) -> set[str]:
+    """Names of the environment variables the code reads: env.get("X"), os.environ["X"], ..."""
+    names: set[str] = set()
+    for path in paths:
+        for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text())):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    base = ast.unparse(node.func.value)
+                    if node.func.attr in ("get", "getenv") and re.search(r"\b(env|environ|os)$", base):
+                        arg = node.args[0] if node.args else None
+                        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                            names.add(arg.value)
+                elif isinstance(node, ast.Subscript) and re.search(r"\b(env|environ)$", ast.unparse(node.value)):
+                    if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                        names.add(node.slice.value)
+    return names
+
+
+# Read by the code but deliberately not declared:
+NOT_DECLARED = {
+    # Lambda sets these itself and refuses templates that declare its reserved variables.
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API", "AWS_REGION",
+    # Per-signal OpenTelemetry overrides of the declared OTEL_EXPORTER_OTLP_* variables. An
+    # empty value is not "unset" to the OpenTelemetry SDK (an empty TRACES_ENDPOINT replaces the
+    # declared endpoint), so they cannot be declared with a neutral default.
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT",
+}
+
+
+def test_health_function_is_an_image_behind_the_live_alias(transformed: Transformed) -> None:
+    out = transformed()
+    fn = out["Resources"]["HealthzFunction"]
+    assert fn["Type"] == "AWS::Lambda::Function"
+    props = fn["Properties"]
+    assert props["PackageType"] == "Image"
+    assert props["Code"] == {"ImageUri": FAKE_IMAGE_URI}
+    assert "Layers" not in props  # Lambda refuses layers on images
+    assert "Runtime" not in props and "Handler" not in props
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Timeout"] == 3 and props["MemorySize"] == 256
+    assert props["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert load_template()["Parameters"]["ReservedConcurrency"]["Default"] == 10
+    (alias,) = of_type(out, "AWS::Lambda::Alias").values()
+    assert alias["Properties"]["Name"] == "live"
+    assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
+
+
+def test_routes_get_head_healthz_invoke_the_alias(transformed: Transformed) -> None:
+    out = transformed()
+    (api,) = of_type(out, "AWS::ApiGateway::RestApi").values()
+    paths = api["Properties"]["Body"]["paths"]
+    assert set(paths) == {"/healthz", "/{proxy+}"}
+    assert {"get", "head", "x-amazon-apigateway-any-method"} <= set(paths["/healthz"])
+    for method in ("get", "head"):
+        integration = paths["/healthz"][method]["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy"
+        assert "${HealthzFunctionAliaslive}" in integration["uri"]["Fn::Sub"]
+    permissions = {
+        k: v for k, v in of_type(out, "AWS::Lambda::Permission").items()
+        if v["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    assert len(permissions) == 4 and all(
+        p["Properties"]["FunctionName"] == {"Ref": "HealthzFunctionAliaslive"}
+        for p in permissions.values()
+    )
+
+
+def test_every_variable_the_function_reads_is_declared(transformed: Transformed) -> None:
+    variables = transformed()["Resources"]["HealthzFunction"]["Properties"]["Environment"]["Variables"]
+    # The names from before issue 5 stay as they are.
+    assert {
+        "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_PROPAGATORS", "OTEL_TRACES_SAMPLER", "OTEL_RESOURCE_ATTRIBUTES",
+        "POWERTOOLS_LOG_LEVEL", "PUSHGATEWAY_URL", "PUSHGATEWAY_JOB",
+        "PUSHGATEWAY_TIMEOUT_SECONDS", "PUSHGATEWAY_AUTH_SECRET_ARN",
+    } <= set(variables)
+    assert variables["OBSERVABILITY_EXPORT_MODE"] == {"Ref": "ExportMode"}
+    params = load_template()["Parameters"]
+    assert params["ExportMode"]["AllowedValues"] == ["auto", "async", "sync"]
+    assert params["ExportMode"]["Default"] == "auto"
+    assert variables["PUSHGATEWAY_JOB"] == "healthz"  # stack/alerts.yml selects job="healthz"
+    read = env_reads(ROOT / "functions" / "healthz" / "app.py", ROOT / "layers" / "observability" / "python")
+    assert {"PUSHGATEWAY_URL", "OBSERVABILITY_EXPORT_MODE", "OTEL_BSP_MAX_QUEUE_SIZE"} <= read  # the scan works
+    assert sorted(read - set(variables) - NOT_DECLARED) == []
+    assert not NOT_DECLARED & set(variables)
+
+
+def test_janitor_variables_are_declared(transformed: Transformed) -> None:
+    fn = transformed(PushgatewayUrl=PG)["Resources"]["PushgatewayJanitorFunction"]
+    variables = fn["Properties"]["Environment"]["Variables"]
+    read = env_reads(ROOT / "functions" / "pushgateway_janitor" / "app.py")
+    assert read == {"PUSHGATEWAY_URL", "PUSHGATEWAY_JOB", "PUSHGATEWAY_GROUP_TTL_SECONDS", "PUSHGATEWAY_AUTH_SECRET_ARN"}
+    assert set(variables) == read
+    assert variables["PUSHGATEWAY_JOB"] == "healthz"
+
+
+def _role_of(out: dict[str, Any], function: str) -> dict[str, Any]:
+    role_ref = out["Resources"][function]["Properties"]["Role"]
+    assert role_ref == {"Fn::GetAtt": [f"{function}Role" if function == "HealthzFunction" else "PushgatewayJanitorRole", "Arn"]}
+    return out["Resources"][role_ref["Fn::GetAtt"][0]]
+
+
+@pytest.mark.parametrize(
+    ("function", "log_group"),
+    [("HealthzFunction", "HealthzLogGroup"), ("PushgatewayJanitorFunction", "PushgatewayJanitorLogGroup")],
+)
+def test_least_privilege_roles(transformed: Transformed, function: str, log_group: str) -> None:
+    out = transformed(PushgatewayUrl=PG, PushgatewayAuthSecretArn=SECRET)
+    role = _role_of(out, function)
+    assert "ManagedPolicyArns" not in role["Properties"]  # no AWSLambdaBasicExecutionRole (logs:* on *)
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    stmts = statements(role)
+    by_action = {json.dumps(sorted(s["Action"]) if isinstance(s["Action"], list) else [s["Action"]]): s for s in stmts}
+    assert set(by_action) == {
+        '["logs:CreateLogStream", "logs:PutLogEvents"]',
+        '["xray:PutTelemetryRecords", "xray:PutTraceSegments"]',
+        '["secretsmanager:GetSecretValue"]',
+    }
+    assert all(s["Effect"] == "Allow" for s in stmts)
+    # Logs: only its own log group, which has a retention period.
+    assert by_action['["logs:CreateLogStream", "logs:PutLogEvents"]']["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
+    group = out["Resources"][log_group]
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    assert out["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": log_group}
+    # Secrets: only its own secret, and only when one is configured.
+    assert by_action['["secretsmanager:GetSecretValue"]']["Resource"] == {"Ref": "PushgatewayAuthSecretArn"}
+    (secret_policy,) = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
+    assert secret_policy["Fn::If"][0] == "HasAuthSecret"
+    assert secret_policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    # "*" only where the service has no resource-level permissions (X-Ray).
+    for s in stmts:
+        if s["Resource"] == "*":
+            assert all(a.startswith("xray:Put") for a in s["Action"])
+    for s in stmts:
+        assert all("*" not in a for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+
+
+def test_api_stage_throttling_and_json_access_logs(transformed: Transformed) -> None:
+    out = transformed()
+    stages = of_type(out, "AWS::ApiGateway::Stage")
+    assert list(stages) == ["HealthzApiProdStage"]  # and no extra "Stage" stage
+    props = stages["HealthzApiProdStage"]["Properties"]
+    (settings,) = props["MethodSettings"]
+    assert settings["ResourcePath"] == "/*" and settings["HttpMethod"] == "*"
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert settings["CachingEnabled"] is False
+    assert props["TracingEnabled"] is True
+    access = props["AccessLogSetting"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(access["Format"])  # one JSON object per request
+    assert {"requestId", "status", "httpMethod", "resourcePath", "responseLatency", "xrayTraceId"} <= set(fields)
+    assert all(v.startswith("$context.") for v in fields.values())
+    assert out["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+def test_alarms_roll_the_deployment_back(transformed: Transformed) -> None:
+    out = transformed()
+    (group,) = of_type(out, "AWS::CodeDeploy::DeploymentGroup").values()
+    props = group["Properties"]
+    assert props["AlarmConfiguration"] == {
+        "Enabled": True,
+        "Alarms": [{"Name": {"Ref": "HealthzApi5xxAlarm"}}, {"Name": {"Ref": "HealthzFunctionErrorsAlarm"}}],
+    }
+    assert {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"} <= set(props["AutoRollbackConfiguration"]["Events"])
+    assert props["AutoRollbackConfiguration"]["Enabled"] is True
+    assert props["DeploymentConfigName"]["Fn::Sub"][1] == {"ConfigName": "Canary10Percent5Minutes"}
+
+    api5xx = out["Resources"]["HealthzApi5xxAlarm"]["Properties"]
+    assert (api5xx["Namespace"], api5xx["MetricName"]) == ("AWS/ApiGateway", "5XXError")
+    dims = {d["Name"]: d["Value"] for d in api5xx["Dimensions"]}
+    api_name = out["Resources"]["HealthzApi"]["Properties"]["Name"]
+    assert dims == {"ApiName": api_name, "Stage": "Prod"}
+    errors = out["Resources"]["HealthzFunctionErrorsAlarm"]["Properties"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    dims = {d["Name"]: d["Value"] for d in errors["Dimensions"]}
+    # The new version behind the alias, so that the old version's errors do not roll back the new.
+    assert dims["Resource"] == {"Fn::Sub": "${HealthzFunction}:live"}
+    version = next(iter(of_type(out, "AWS::Lambda::Version")))
+    assert dims["ExecutedVersion"] == {"Fn::GetAtt": [version, "Version"]}
+    for alarm in (api5xx, errors):
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+@pytest.mark.parametrize(
+    ("env", "deployment"), [("default", "AllAtOnce"), ("prod", "Canary10Percent5Minutes")]
+)
+def test_samconfig_environments_choose_the_deployment(
+    transformed: Transformed, env: str, deployment: str
+) -> None:
+    import shlex
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = dict(o.split("=", 1) for o in shlex.split(config[env]["deploy"]["parameters"]["parameter_overrides"]))
+    assert overrides["DeploymentType"] == deployment
+    assert overrides["EnvironmentName"] == ("dev" if env == "default" else "prod")
+    params = load_template()["Parameters"]
+    assert set(overrides) <= set(params)
+    (group,) = of_type(transformed(**overrides), "AWS::CodeDeploy::DeploymentGroup").values()
+    assert group["Properties"]["DeploymentConfigName"]["Fn::Sub"][1] == {"ConfigName": deployment}
+
+
+def test_janitor_runs_every_15_minutes_with_the_layer(transformed: Transformed) -> None:
+    # Only with a Pushgateway (an empty PushgatewayUrl would fail every run).
+    assert load_template()["Conditions"]["HasPushgateway"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PushgatewayUrl"}, ""]}]}
+    out = transformed(PushgatewayUrl=PG)
+    fn = out["Resources"]["PushgatewayJanitorFunction"]
+    assert fn["Condition"] == "HasPushgateway"
+    props = fn["Properties"]
+    assert props["PackageType"] == "Zip"
+    assert (props["Runtime"], props["Handler"]) == ("python3.13", "app.handler")
+    (layer_id,) = of_type(out, "AWS::Lambda::LayerVersion")
+    assert props["Layers"] == [{"Ref": layer_id}]
+    assert out["Resources"][layer_id]["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    rules = of_type(out, "AWS::Events::Rule")
+    (rule,) = rules.values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
+    assert rule["Properties"]["State"] == "ENABLED"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["PushgatewayJanitorFunction", "Arn"]}
+    (invoke_config,) = of_type(out, "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 1
+    alarm = out["Resources"]["PushgatewayJanitorErrorsAlarm"]
+    assert alarm["Condition"] == "HasPushgateway"
+    for logical_id in ("PushgatewayJanitorRole", "PushgatewayJanitorLogGroup", "PushgatewayJanitorFunctionSweep"):
+        assert out["Resources"][logical_id]["Condition"] == "HasPushgateway"
+    # The janitor's job is the one the health function pushes.
+    healthz_job = out["Resources"]["HealthzFunction"]["Properties"]["Environment"]["Variables"]["PUSHGATEWAY_JOB"]
+    assert props["Environment"]["Variables"]["PUSHGATEWAY_JOB"] == healthz_job
+
+
+def test_image_metadata_points_at_the_dockerfile() -> None:
+    meta = load_template()["Resources"]["HealthzFunction"]["Metadata"]
+    assert meta["DockerContext"] == "."
+    assert (ROOT / meta["Dockerfile"]).is_file()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from localrt.environment import LogSink, RuntimeSettings
+from localrt.environment import LogSink, RuntimeSettings, require_loopback
 from localrt.pool import Pool
 from localrt.template import (
     FunctionSpec,
@@ -97,9 +97,9 @@ def _on_stop_signals(stop: Callable[[], None]) -> None:
 
 
 def start_api(args: argparse.Namespace) -> int:
-    from localrt.server import require_loopback, serve  # ~2 s of imports `invoke` skips
+    require_loopback(args.host)  # before ~2 s of flask + samcli imports that `invoke` skips
+    from localrt.server import serve
 
-    require_loopback(args.host)
     settings = build_settings(args)
     spec = settings.spec
     if not spec.routes:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import datetime
 import enum
+import ipaddress
 import logging
 import os
 import queue
@@ -116,6 +117,20 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+def require_loopback(host: str) -> None:
+    """localrt runs unauthenticated code execution: refuse anything but loopback."""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise SystemExit(
+        f"localrt: refusing to listen on {host!r}: only loopback addresses are allowed"
+    )
 
 
 def log_stream_name() -> str:

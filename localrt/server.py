@@ -7,7 +7,6 @@ function.  GET /__localrt/stats exposes timings for benchmarks and soak tests.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from typing import Any
@@ -17,6 +16,7 @@ from samcli.local.apigw.local_apigw_service import CatchAllPathConverter
 from samcli.local.apigw.path_converter import PathConverter
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from localrt.environment import require_loopback
 from localrt.events import (
     RAW_HEADERS_KEY,
     LambdaResponseParseException,
@@ -45,20 +45,6 @@ class RequestHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         LOG.debug("%s %s -> %s", self.command, self.path, code)
-
-
-def require_loopback(host: str) -> None:
-    """localrt runs unauthenticated code execution: refuse anything but loopback."""
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise SystemExit(
-        f"localrt: refusing to listen on {host!r}: only loopback addresses are allowed"
-    )
 
 
 def create_app(spec: FunctionSpec, pool: Pool, port_ref: list[int]) -> Flask:
@@ -147,7 +133,7 @@ def create_app(spec: FunctionSpec, pool: Pool, port_ref: list[int]) -> Flask:
 
 def serve(spec: FunctionSpec, pool: Pool, host: str, port: int) -> BaseWSGIServer:
     """Bind and return the server (caller runs serve_forever and shutdown)."""
-    require_loopback(host)
+    require_loopback(host)  # again: serve() may be called without the CLI
     port_ref = [port]
     app = create_app(spec, pool, port_ref)
     server = make_server(host, port, app, threaded=True, request_handler=RequestHandler)

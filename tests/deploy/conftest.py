@@ -57,7 +57,7 @@ class _NoManagedPolicies:
 
 def sam_transform(parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
     """template.yaml through aws-sam-translator, as CloudFormation's transform runs it on deploy."""
-    from samtranslator.translator.transform import transform
+    from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
     template = copy.deepcopy(load_template())
     resources = template["Resources"]

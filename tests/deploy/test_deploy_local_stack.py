@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import DEPLOY, ROOT, load_template
+import yaml  # type: ignore[import-untyped]
+
+from tests.deploy.conftest import DEPLOY, ROOT, load_template
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "healthz.json"
@@ -52,9 +53,13 @@ def test_compose_services_images_ports() -> None:
     for name, service in services.items():
         image = service["image"]
         repo, _, tag = image.rpartition(":")
-        assert repo and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a version tag"
+        assert repo and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), (
+            f"{name}: {image} is not pinned to a version tag"
+        )
         for port in service.get("ports", []):
-            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published beyond loopback"
+            assert str(port).startswith("127.0.0.1:"), (
+                f"{name}: {port} is published beyond loopback"
+            )
         assert service["networks"] == ["observability"]
         for dep in service.get("depends_on", []):
             assert dep in services
@@ -91,7 +96,9 @@ def test_prometheus_config_as_mounted_in_compose(tmp_path: Path) -> None:
     config = tmp_path / "etc" / "prometheus" / "prometheus.yml"
     command = compose()["services"]["prometheus"]["command"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in command
-    result = subprocess.run([promtool(), "check", "config", str(config)], capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool(), "check", "config", str(config)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # check config also checked both rule files, found through the mounts.
     assert "alerts.yml" in result.stdout and "recording_rules.yml" in result.stdout
@@ -106,7 +113,9 @@ def test_prometheus_config_as_mounted_in_compose(tmp_path: Path) -> None:
 
 def test_rules_pass_promtool() -> None:
     rules = [ROOT / "stack" / "alerts.yml", ROOT / "stack" / "recording_rules.yml"]
-    result = subprocess.run([promtool(), "check", "rules", *map(str, rules)], capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool(), "check", "rules", *map(str, rules)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -118,7 +127,9 @@ def test_otel_collector_pipeline_reaches_jaeger() -> None:
         for name in pipeline[kind]:
             assert name in config[kind], f"{kind} {name} is used but not defined"
     protocols = config["receivers"]["otlp"]["protocols"]
-    assert protocols["grpc"]["endpoint"].endswith(":4317") and protocols["http"]["endpoint"].endswith(":4318")
+    assert protocols["grpc"]["endpoint"].endswith(":4317") and protocols["http"][
+        "endpoint"
+    ].endswith(":4318")
     assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
     assert compose()["services"]["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
 
@@ -126,11 +137,15 @@ def test_otel_collector_pipeline_reaches_jaeger() -> None:
 def test_grafana_provisioning() -> None:
     mounts = _mounts("grafana")
     provisioning = mounts["/etc/grafana/provisioning"]
-    sources = yaml.safe_load((provisioning / "datasources" / "datasources.yml").read_text())["datasources"]
+    sources = yaml.safe_load((provisioning / "datasources" / "datasources.yml").read_text())[
+        "datasources"
+    ]
     by_uid = {s["uid"]: s for s in sources}
     assert by_uid["prometheus"]["url"] == "http://prometheus:9090"
     assert by_uid["jaeger"]["url"] == "http://jaeger:16686"
-    (provider,) = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())["providers"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())[
+        "providers"
+    ]
     assert provider["options"]["path"] in {c for c in mounts}
     assert (mounts[provider["options"]["path"]] / DASHBOARD.name).is_file()
 
@@ -157,7 +172,8 @@ def test_dashboard_structure() -> None:
         assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
         assert panel["title"]
         grid = panel["gridPos"]
-        assert {"x", "y", "w", "h"} <= set(grid) and 0 <= grid["x"] and grid["x"] + grid["w"] <= 24
+        assert {"x", "y", "w", "h"} <= set(grid)
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(refs) == len(set(refs))
         for target in panel["targets"]:
@@ -180,13 +196,18 @@ def test_dashboard_queries_parse_with_promtool(tmp_path: Path) -> None:
         "groups": [
             {
                 "name": "dashboard",
-                "rules": [{"record": f"dashboard:query_{i}", "expr": _concrete(e)} for i, e in enumerate(_exprs())],
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": _concrete(e)}
+                    for i, e in enumerate(_exprs())
+                ],
             }
         ]
     }
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump(rules))
-    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(_exprs())} rules found" in result.stdout
 
@@ -194,8 +215,15 @@ def test_dashboard_queries_parse_with_promtool(tmp_path: Path) -> None:
 def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     """Guards the check above: promtool really parses the expressions."""
     path = tmp_path / "broken.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(x[5m])"}]}]}))
-    assert subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True).returncode != 0
+    path.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(x[5m])"}]}]}
+        )
+    )
+    assert (
+        subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True).returncode
+        != 0
+    )
 
 
 def test_dashboard_queries_use_only_pushed_metrics_and_labels() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DOCKERFILE, ROOT, TEMPLATE, load_template, tool
+
+from tests.deploy.conftest import DOCKERFILE, ROOT, TEMPLATE, load_template, tool
 
 SERVERLESS_RULES = "cfn_lint_serverless.rules"
 # Every checkov suppression must say why, in a sentence, not just name the check.
@@ -34,11 +35,21 @@ def test_cfn_lint_with_serverless_rules_on_the_sam_template() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _lint_json(tmp_path: Path, name: str, template: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def _lint_json(
+    tmp_path: Path, name: str, template: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / name
     path.write_text(json.dumps(template, indent=1))
     return run(
-        [tool("cfn-lint"), "-t", str(path), "--append-rules", SERVERLESS_RULES, "--format", "parseable"]
+        [
+            tool("cfn-lint"),
+            "-t",
+            str(path),
+            "--append-rules",
+            SERVERLESS_RULES,
+            "--format",
+            "parseable",
+        ]
     )
 
 
@@ -77,9 +88,18 @@ def test_serverless_rules_do_fire_on_transformed_resources(
 def _cfn_lint_ignores() -> dict[str, list[str]]:
     """Where the template tells cfn-lint to ignore a rule: top level and per resource."""
     doc = load_template()
-    found = {"<template>": list(doc.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", []))}
+    found = {
+        "<template>": list(
+            doc.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
+        )
+    }
     for name, resource in doc["Resources"].items():
-        checks = (resource.get("Metadata") or {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks")
+        checks = (
+            (resource.get("Metadata") or {})
+            .get("cfn-lint", {})
+            .get("config", {})
+            .get("ignore_checks")
+        )
         if checks:
             found[name] = list(checks)
     return found
@@ -94,7 +114,7 @@ def test_every_cfn_lint_suppression_is_justified_inline() -> None:
         for check in checks:
             for i, line in enumerate(lines):
                 if line.strip() == f"- {check}":
-                    comment = []
+                    comment: list[str] = []
                     j = i - 1
                     while lines[j].strip().startswith("#"):
                         comment.insert(0, lines[j].strip("# "))
@@ -117,14 +137,17 @@ def _checkov(checkov: str, path: Path, framework: str) -> dict[str, Any]:
 
 def _reasons(report: dict[str, Any]) -> dict[tuple[str, str], str]:
     return {
-        (check["check_id"], check["resource"].rsplit(".", 1)[-1]): check["check_result"].get("suppress_comment", "")
+        (check["check_id"], check["resource"].rsplit(".", 1)[-1]): check["check_result"].get(
+            "suppress_comment", ""
+        )
         for check in report["results"]["skipped_checks"]
     }
 
 
 def _failed(report: dict[str, Any]) -> list[str]:
     return [
-        f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for c in report["results"]["failed_checks"]
     ]
 
 

@@ -1,4 +1,4 @@
-"""template.yaml through aws-sam-translator (what CloudFormation deploys): the resources that matter."""
+"""template.yaml through aws-sam-translator, as CloudFormation deploys it: what matters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_IMAGE_URI, ROOT, load_template
+
+from tests.deploy.conftest import FAKE_IMAGE_URI, ROOT, load_template
 
 PG = "https://pushgateway.example.com"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pushgateway-auth-AbCdEf"
@@ -39,26 +40,38 @@ def env_reads(*paths: Path) -> set[str]:
             for node in ast.walk(ast.parse(file.read_text())):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                     base = ast.unparse(node.func.value)
-                    if node.func.attr in ("get", "getenv") and re.search(r"\b(env|environ|os)$", base):
+                    if node.func.attr in ("get", "getenv") and re.search(
+                        r"\b(env|environ|os)$", base
+                    ):
                         arg = node.args[0] if node.args else None
                         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                             names.add(arg.value)
-                elif isinstance(node, ast.Subscript) and re.search(r"\b(env|environ)$", ast.unparse(node.value)):
-                    if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
-                        names.add(node.slice.value)
+                elif (
+                    isinstance(node, ast.Subscript)
+                    and re.search(r"\b(env|environ)$", ast.unparse(node.value))
+                    and isinstance(node.slice, ast.Constant)
+                    and isinstance(node.slice.value, str)
+                ):
+                    names.add(node.slice.value)
     return names
 
 
 # Read by the code but deliberately not declared:
 NOT_DECLARED = {
     # Lambda sets these itself and refuses templates that declare its reserved variables.
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API", "AWS_REGION",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_REGION",
     # Per-signal OpenTelemetry overrides of the declared OTEL_EXPORTER_OTLP_* variables. An
     # empty value is not "unset" to the OpenTelemetry SDK (an empty TRACES_ENDPOINT replaces the
     # declared endpoint), so they cannot be declared with a neutral default.
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
 }
 
 
@@ -74,7 +87,11 @@ def test_health_function_is_an_image_behind_the_live_alias(transformed: Transfor
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["Timeout"] == 3 and props["MemorySize"] == 256
     assert props["ReservedConcurrentExecutions"] == {
-        "Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+        "Fn::If": [
+            "HasReservedConcurrency",
+            {"Ref": "ReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
     }
     assert load_template()["Parameters"]["ReservedConcurrency"]["Default"] == 10
     (alias,) = of_type(out, "AWS::Lambda::Alias").values()
@@ -93,7 +110,8 @@ def test_routes_get_head_healthz_invoke_the_alias(transformed: Transformed) -> N
         assert integration["type"] == "aws_proxy"
         assert "${HealthzFunctionAliaslive}" in integration["uri"]["Fn::Sub"]
     permissions = {
-        k: v for k, v in of_type(out, "AWS::Lambda::Permission").items()
+        k: v
+        for k, v in of_type(out, "AWS::Lambda::Permission").items()
         if v["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
     assert len(permissions) == 4 and all(
@@ -103,21 +121,36 @@ def test_routes_get_head_healthz_invoke_the_alias(transformed: Transformed) -> N
 
 
 def test_every_variable_the_function_reads_is_declared(transformed: Transformed) -> None:
-    variables = transformed()["Resources"]["HealthzFunction"]["Properties"]["Environment"]["Variables"]
+    variables = transformed()["Resources"]["HealthzFunction"]["Properties"]["Environment"][
+        "Variables"
+    ]
     # The names from before issue 5 stay as they are.
     assert {
-        "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "OTEL_PROPAGATORS", "OTEL_TRACES_SAMPLER", "OTEL_RESOURCE_ATTRIBUTES",
-        "POWERTOOLS_LOG_LEVEL", "PUSHGATEWAY_URL", "PUSHGATEWAY_JOB",
-        "PUSHGATEWAY_TIMEOUT_SECONDS", "PUSHGATEWAY_AUTH_SECRET_ARN",
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_PROPAGATORS",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "POWERTOOLS_LOG_LEVEL",
+        "PUSHGATEWAY_URL",
+        "PUSHGATEWAY_JOB",
+        "PUSHGATEWAY_TIMEOUT_SECONDS",
+        "PUSHGATEWAY_AUTH_SECRET_ARN",
     } <= set(variables)
     assert variables["OBSERVABILITY_EXPORT_MODE"] == {"Ref": "ExportMode"}
     params = load_template()["Parameters"]
     assert params["ExportMode"]["AllowedValues"] == ["auto", "async", "sync"]
     assert params["ExportMode"]["Default"] == "auto"
     assert variables["PUSHGATEWAY_JOB"] == "healthz"  # stack/alerts.yml selects job="healthz"
-    read = env_reads(ROOT / "functions" / "healthz" / "app.py", ROOT / "layers" / "observability" / "python")
-    assert {"PUSHGATEWAY_URL", "OBSERVABILITY_EXPORT_MODE", "OTEL_BSP_MAX_QUEUE_SIZE"} <= read  # the scan works
+    read = env_reads(
+        ROOT / "functions" / "healthz" / "app.py", ROOT / "layers" / "observability" / "python"
+    )
+    assert {
+        "PUSHGATEWAY_URL",
+        "OBSERVABILITY_EXPORT_MODE",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+    } <= read  # the scan works
     assert sorted(read - set(variables) - NOT_DECLARED) == []
     assert not NOT_DECLARED & set(variables)
 
@@ -126,30 +159,49 @@ def test_janitor_variables_are_declared(transformed: Transformed) -> None:
     fn = transformed(PushgatewayUrl=PG)["Resources"]["PushgatewayJanitorFunction"]
     variables = fn["Properties"]["Environment"]["Variables"]
     read = env_reads(ROOT / "functions" / "pushgateway_janitor" / "app.py")
-    assert read == {"PUSHGATEWAY_URL", "PUSHGATEWAY_JOB", "PUSHGATEWAY_GROUP_TTL_SECONDS", "PUSHGATEWAY_AUTH_SECRET_ARN"}
+    assert read == {
+        "PUSHGATEWAY_URL",
+        "PUSHGATEWAY_JOB",
+        "PUSHGATEWAY_GROUP_TTL_SECONDS",
+        "PUSHGATEWAY_AUTH_SECRET_ARN",
+    }
     assert set(variables) == read
     assert variables["PUSHGATEWAY_JOB"] == "healthz"
 
 
 def _role_of(out: dict[str, Any], function: str) -> dict[str, Any]:
     role_ref = out["Resources"][function]["Properties"]["Role"]
-    assert role_ref == {"Fn::GetAtt": [f"{function}Role" if function == "HealthzFunction" else "PushgatewayJanitorRole", "Arn"]}
-    return out["Resources"][role_ref["Fn::GetAtt"][0]]
+    assert role_ref == {
+        "Fn::GetAtt": [
+            f"{function}Role" if function == "HealthzFunction" else "PushgatewayJanitorRole",
+            "Arn",
+        ]
+    }
+    role: dict[str, Any] = out["Resources"][role_ref["Fn::GetAtt"][0]]
+    return role
 
 
 @pytest.mark.parametrize(
     ("function", "log_group"),
-    [("HealthzFunction", "HealthzLogGroup"), ("PushgatewayJanitorFunction", "PushgatewayJanitorLogGroup")],
+    [
+        ("HealthzFunction", "HealthzLogGroup"),
+        ("PushgatewayJanitorFunction", "PushgatewayJanitorLogGroup"),
+    ],
 )
 def test_least_privilege_roles(transformed: Transformed, function: str, log_group: str) -> None:
     out = transformed(PushgatewayUrl=PG, PushgatewayAuthSecretArn=SECRET)
     role = _role_of(out, function)
-    assert "ManagedPolicyArns" not in role["Properties"]  # no AWSLambdaBasicExecutionRole (logs:* on *)
+    assert (
+        "ManagedPolicyArns" not in role["Properties"]
+    )  # no AWSLambdaBasicExecutionRole (logs:* on *)
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     stmts = statements(role)
-    by_action = {json.dumps(sorted(s["Action"]) if isinstance(s["Action"], list) else [s["Action"]]): s for s in stmts}
+    by_action = {
+        json.dumps(sorted(s["Action"]) if isinstance(s["Action"], list) else [s["Action"]]): s
+        for s in stmts
+    }
     assert set(by_action) == {
         '["logs:CreateLogStream", "logs:PutLogEvents"]',
         '["xray:PutTelemetryRecords", "xray:PutTraceSegments"]',
@@ -157,12 +209,18 @@ def test_least_privilege_roles(transformed: Transformed, function: str, log_grou
     }
     assert all(s["Effect"] == "Allow" for s in stmts)
     # Logs: only its own log group, which has a retention period.
-    assert by_action['["logs:CreateLogStream", "logs:PutLogEvents"]']["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
+    assert by_action['["logs:CreateLogStream", "logs:PutLogEvents"]']["Resource"] == {
+        "Fn::GetAtt": [log_group, "Arn"]
+    }
     group = out["Resources"][log_group]
     assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
-    assert out["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": log_group}
+    assert out["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"] == {
+        "Ref": log_group
+    }
     # Secrets: only its own secret, and only when one is configured.
-    assert by_action['["secretsmanager:GetSecretValue"]']["Resource"] == {"Ref": "PushgatewayAuthSecretArn"}
+    assert by_action['["secretsmanager:GetSecretValue"]']["Resource"] == {
+        "Ref": "PushgatewayAuthSecretArn"
+    }
     (secret_policy,) = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
     assert secret_policy["Fn::If"][0] == "HasAuthSecret"
     assert secret_policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
@@ -171,7 +229,9 @@ def test_least_privilege_roles(transformed: Transformed, function: str, log_grou
         if s["Resource"] == "*":
             assert all(a.startswith("xray:Put") for a in s["Action"])
     for s in stmts:
-        assert all("*" not in a for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+        assert all(
+            "*" not in a for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        )
 
 
 def test_api_stage_throttling_and_json_access_logs(transformed: Transformed) -> None:
@@ -188,9 +248,18 @@ def test_api_stage_throttling_and_json_access_logs(transformed: Transformed) -> 
     access = props["AccessLogSetting"]
     assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     fields = json.loads(access["Format"])  # one JSON object per request
-    assert {"requestId", "status", "httpMethod", "resourcePath", "responseLatency", "xrayTraceId"} <= set(fields)
+    assert {
+        "requestId",
+        "status",
+        "httpMethod",
+        "resourcePath",
+        "responseLatency",
+        "xrayTraceId",
+    } <= set(fields)
     assert all(v.startswith("$context.") for v in fields.values())
-    assert out["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    assert out["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {
+        "Ref": "LogRetentionInDays"
+    }
 
 
 def test_alarms_roll_the_deployment_back(transformed: Transformed) -> None:
@@ -199,9 +268,14 @@ def test_alarms_roll_the_deployment_back(transformed: Transformed) -> None:
     props = group["Properties"]
     assert props["AlarmConfiguration"] == {
         "Enabled": True,
-        "Alarms": [{"Name": {"Ref": "HealthzApi5xxAlarm"}}, {"Name": {"Ref": "HealthzFunctionErrorsAlarm"}}],
+        "Alarms": [
+            {"Name": {"Ref": "HealthzApi5xxAlarm"}},
+            {"Name": {"Ref": "HealthzFunctionErrorsAlarm"}},
+        ],
     }
-    assert {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"} <= set(props["AutoRollbackConfiguration"]["Events"])
+    assert {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"} <= set(
+        props["AutoRollbackConfiguration"]["Events"]
+    )
     assert props["AutoRollbackConfiguration"]["Enabled"] is True
     assert props["DeploymentConfigName"]["Fn::Sub"][1] == {"ConfigName": "Canary10Percent5Minutes"}
 
@@ -218,7 +292,10 @@ def test_alarms_roll_the_deployment_back(transformed: Transformed) -> None:
     version = next(iter(of_type(out, "AWS::Lambda::Version")))
     assert dims["ExecutedVersion"] == {"Fn::GetAtt": [version, "Version"]}
     for alarm in (api5xx, errors):
-        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert (
+            alarm["Threshold"] == 1
+            and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        )
         assert alarm["TreatMissingData"] == "notBreaching"
 
 
@@ -232,7 +309,10 @@ def test_samconfig_environments_choose_the_deployment(
     import tomllib
 
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
-    overrides = dict(o.split("=", 1) for o in shlex.split(config[env]["deploy"]["parameters"]["parameter_overrides"]))
+    overrides = dict(
+        o.split("=", 1)
+        for o in shlex.split(config[env]["deploy"]["parameters"]["parameter_overrides"])
+    )
     assert overrides["DeploymentType"] == deployment
     assert overrides["EnvironmentName"] == ("dev" if env == "default" else "prod")
     params = load_template()["Parameters"]
@@ -243,7 +323,9 @@ def test_samconfig_environments_choose_the_deployment(
 
 def test_janitor_runs_every_15_minutes_with_the_layer(transformed: Transformed) -> None:
     # Only with a Pushgateway (an empty PushgatewayUrl would fail every run).
-    assert load_template()["Conditions"]["HasPushgateway"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PushgatewayUrl"}, ""]}]}
+    assert load_template()["Conditions"]["HasPushgateway"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PushgatewayUrl"}, ""]}]
+    }
     out = transformed(PushgatewayUrl=PG)
     fn = out["Resources"]["PushgatewayJanitorFunction"]
     assert fn["Condition"] == "HasPushgateway"
@@ -263,10 +345,16 @@ def test_janitor_runs_every_15_minutes_with_the_layer(transformed: Transformed) 
     assert invoke_config["Properties"]["MaximumRetryAttempts"] == 1
     alarm = out["Resources"]["PushgatewayJanitorErrorsAlarm"]
     assert alarm["Condition"] == "HasPushgateway"
-    for logical_id in ("PushgatewayJanitorRole", "PushgatewayJanitorLogGroup", "PushgatewayJanitorFunctionSweep"):
+    for logical_id in (
+        "PushgatewayJanitorRole",
+        "PushgatewayJanitorLogGroup",
+        "PushgatewayJanitorFunctionSweep",
+    ):
         assert out["Resources"][logical_id]["Condition"] == "HasPushgateway"
     # The janitor's job is the one the health function pushes.
-    healthz_job = out["Resources"]["HealthzFunction"]["Properties"]["Environment"]["Variables"]["PUSHGATEWAY_JOB"]
+    healthz_job = out["Resources"]["HealthzFunction"]["Properties"]["Environment"]["Variables"][
+        "PUSHGATEWAY_JOB"
+    ]
     assert props["Environment"]["Variables"]["PUSHGATEWAY_JOB"] == healthz_job
 
 

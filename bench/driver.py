@@ -1,0 +1,231 @@
+"""Processes the benchmark starts: localrt servers, the backends, and the fault proxy.
+
+Every process started here is stopped by ``stop`` (or the ``ExitStack`` of the caller), every
+wait is bounded, and every request goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from bench.configs import REPO, TEMPLATE
+
+_LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def _wait_line(log: Path, pattern: re.Pattern[str], proc: subprocess.Popen[bytes]) -> re.Match[str]:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        match = pattern.search(text)
+        if match:
+            return match
+        if proc.poll() is not None:
+            raise BenchError(f"{proc.args!r} exited with {proc.returncode}:\n{text[-2000:]}")
+        time.sleep(0.05)
+    raise BenchError(f"{proc.args!r} did not start within 60 s: see {log}")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The shell's environment without AWS_* or PYTHONPATH, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.pop("PYTHONPATH", None)
+    env["AWS_REGION"] = "us-east-1"
+    env.update(extra)
+    return env
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of a live process, in KiB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name may hold spaces: fields start after the last ')'
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+class LocalRT:
+    """One ``python -m localrt start-api`` for one function of bench/template.yaml."""
+
+    def __init__(self, function: str, env: dict[str, str], workdir: Path) -> None:
+        self.function = function
+        self.log = workdir / f"localrt-{function}.log"
+        self._log_file = self.log.open("wb")
+        cmd = [sys.executable, "-m", "localrt", "start-api", "--template", str(TEMPLATE)]
+        cmd += ["--function", function, "--port", "0", "--concurrency", "1"]
+        cmd += ["--grace-seconds", "1"]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+        )
+        self.port = 0
+        self._conn: http.client.HTTPConnection | None = None
+
+    def wait_listening(self) -> Self:
+        self.port = int(_wait_line(self.log, _LISTENING, self.proc).group(1))
+        return self
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        return self._conn
+
+    def request(self, method: str, path: str) -> tuple[int, bytes]:
+        """One request on a kept-alive connection (reconnects once if localrt closed it)."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, path)
+                response = conn.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                self._conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def timed_get(self, path: str = "/healthz") -> float:
+        """Client-visible latency of one GET, in ms; raises unless 200."""
+        started = time.perf_counter()
+        status, body = self.request("GET", path)
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != 200:
+            raise BenchError(f"{self.function}: GET {path} answered {status}: {body[:300]!r}")
+        return elapsed
+
+    def stats(self) -> dict[str, Any]:
+        status, body = self.request("GET", "/__localrt/stats")
+        if status != 200:
+            raise BenchError(f"{self.function}: stats answered {status}")
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+    def reset_stats(self) -> None:
+        self.request("DELETE", "/__localrt/stats")
+
+    def records(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` invocations are closed (environment ready again) and return them."""
+        found: list[dict[str, Any]] = []
+
+        def enough() -> bool:
+            nonlocal found
+            found = list(self.stats()["invocations"])
+            return len(found) >= count
+
+        if not wait_for(enough, timeout, interval=0.02):
+            raise BenchError(f"{self.function}: {len(found)} of {count} invocations closed")
+        return found
+
+    def live_pid(self) -> int | None:
+        live = [e for e in self.stats()["environments"] if e["state"] != "dead" and e["pid"]]
+        return int(live[0]["pid"]) if live else None
+
+    def kill_environment(self, pid: int) -> None:
+        """SIGKILL this localrt's environment ``pid`` and wait until localrt has dropped it."""
+        if parent_pid(pid) != self.proc.pid:
+            raise BenchError(f"pid {pid} is not an environment of {self.function}'s localrt")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not wait_for(lambda: self.live_pid() is None, 10, interval=0.02):
+            raise BenchError(f"{self.function}: environment {pid} still alive after SIGKILL")
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        _stop(self.proc)
+        self._log_file.close()
+
+
+class FaultProxyProcess:
+    """``python -m stack.faultproxy`` in front of a target, switched over its control API."""
+
+    def __init__(self, target: str, workdir: Path) -> None:
+        self.log = workdir / "faultproxy.log"
+        self._log_file = self.log.open("wb")
+        cmd = [sys.executable, "-m", "stack.faultproxy", "--target", target, "--control-port", "0"]
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL, stderr=self._log_file
+        )
+        listening = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+        self.url = _wait_line(self.log, listening, self.proc).group(1)
+        control = re.compile(r"control on (http://127\.0\.0\.1:\d+/fault)")
+        self.control_url = _wait_line(self.log, control, self.proc).group(1)
+
+    def set_delay(self, delay_ms: int) -> None:
+        fault = {"mode": "delay", "delay_ms": delay_ms} if delay_ms else {"mode": "pass"}
+        req = urllib.request.Request(
+            self.control_url, data=json.dumps(fault).encode(), method="PUT"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.control_url, timeout=5) as resp:
+            data: dict[str, Any] = json.load(resp)
+        return data
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self._log_file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,230 @@
+"""The results as a Markdown table (ratios against the bare floor), a chart and target checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BARE = "bare"
+OURS = ("ours-sync", "ours-async")
+PEERS = ("otel-instrumentation", "otel-lite-sync", "otel-lite-async")
+P50_MARGIN_MS = 1.0
+COLD_RATIO = 1.5
+RSS_MARGIN_MIB = 30.0
+
+
+def _get(data: dict[str, Any], key: str, delay: int) -> dict[str, Any] | None:
+    cell: dict[str, Any] | None = data["results"].get(key, {}).get(str(delay))
+    return cell
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 4's targets, checked for every delay and for both of our modes."""
+    checks: list[dict[str, Any]] = []
+    for delay in data["delays_ms"]:
+        bare = _get(data, BARE, delay)
+        if bare is None:
+            continue
+        for key in OURS:
+            ours = _get(data, key, delay)
+            if ours is None:
+                continue
+            p50_diff = ours["warm_client_ms"]["p50"] - bare["warm_client_ms"]["p50"]
+            checks.append(
+                {
+                    "target": f"warm p50 within {P50_MARGIN_MS:g} ms of bare",
+                    "config": key,
+                    "delay_ms": delay,
+                    "value": f"{p50_diff:+.2f} ms",
+                    "met": p50_diff <= P50_MARGIN_MS,
+                    "applies": key == "ours-async",
+                }
+            )
+            ratio = ours["cold_ms"]["p50"] / bare["cold_ms"]["p50"]
+            checks.append(
+                {
+                    "target": f"cold start p50 at most {COLD_RATIO:g}x bare",
+                    "config": key,
+                    "delay_ms": delay,
+                    "value": f"{ratio:.2f}x",
+                    "met": ratio <= COLD_RATIO,
+                    "applies": True,
+                }
+            )
+            slower = []
+            for peer in PEERS:
+                other = _get(data, peer, delay)
+                if other is not None and ours["cold_ms"]["p50"] >= other["cold_ms"]["p50"]:
+                    slower.append(f"{peer} {other['cold_ms']['p50']:.0f} ms")
+            checks.append(
+                {
+                    "target": "cold start p50 faster than configurations 4 and 5",
+                    "config": key,
+                    "delay_ms": delay,
+                    "value": f"{ours['cold_ms']['p50']:.0f} ms"
+                    + (f"; not faster than {', '.join(slower)}" if slower else ""),
+                    "met": not slower,
+                    "applies": True,
+                }
+            )
+            if ours["peak_rss_mib"] is not None and bare["peak_rss_mib"] is not None:
+                extra = ours["peak_rss_mib"] - bare["peak_rss_mib"]
+                checks.append(
+                    {
+                        "target": f"peak RSS at most {RSS_MARGIN_MIB:g} MiB above bare",
+                        "config": key,
+                        "delay_ms": delay,
+                        "value": f"{extra:+.1f} MiB",
+                        "met": extra <= RSS_MARGIN_MIB,
+                        "applies": True,
+                    }
+                )
+    return checks
+
+
+def markdown(data: dict[str, Any]) -> str:
+    meta = data["meta"]
+    labels = {c["key"]: c["label"] for c in data["configs"]}
+    lines = [
+        "# Benchmark: the health handler under each observability configuration",
+        "",
+        f"One run of `python -m bench` ({meta['started']}, commit {meta['commit']}, "
+        f"{meta['seconds']:.0f} s): {meta['cold_starts']} cold starts and "
+        f"{meta['warm_requests']} warm requests per configuration and backend delay, on "
+        f"{meta['cpus']} CPUs, Python {meta['python']}.",
+        "Machine load (shared with other engineers' tests): "
+        f"before `{meta['load_before']['uptime']}`, after `{meta['load_after']['uptime']}`.",
+        "",
+        "Backends on 127.0.0.1: a real Pushgateway behind `stack.faultproxy` and the stack's "
+        "OTLP/HTTP receiver; *delay* is added by both (the proxy in `delay` mode, the receiver's "
+        "`delay_ms`). Ratios and differences are against the bare handler in the same run and "
+        "at the same delay.",
+        "",
+        "| configuration | delay | cold p50 ms (x bare) | init p50 ms | warm p50 ms (vs bare) "
+        "| warm p99 ms | billed p50 ms (x bare) | post-response p50 ms | peak RSS MiB (vs bare) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for delay in data["delays_ms"]:
+        bare = _get(data, BARE, delay)
+        assert bare is not None
+        for config in data["configs"]:
+            key = config["key"]
+            cell = _get(data, key, delay)
+            if cell is None:
+                continue
+            cold = cell["cold_ms"]["p50"]
+            cold_ratio = cold / bare["cold_ms"]["p50"]
+            p50 = cell["warm_client_ms"]["p50"]
+            billed = cell["warm_billed_ms"]["p50"]
+            billed_ratio = billed / bare["warm_billed_ms"]["p50"]
+            rss = cell["peak_rss_mib"]
+            rss_text = "n/a"
+            if rss is not None and bare["peak_rss_mib"] is not None:
+                rss_text = f"{rss:.1f} ({rss - bare['peak_rss_mib']:+.1f})"
+            lines.append(
+                f"| {labels[key]} | {delay} ms | {cold:.0f} ({cold_ratio:.2f}x) "
+                f"| {_fmt(cell['cold_init_ms']['p50'], 0)} "
+                f"| {p50:.2f} ({p50 - bare['warm_client_ms']['p50']:+.2f}) "
+                f"| {cell['warm_client_ms']['p99']:.2f} "
+                f"| {billed:.2f} ({billed_ratio:.1f}x) "
+                f"| {_fmt(cell['warm_post_response_ms']['p50'])} | {rss_text} |"
+            )
+    lines += [
+        "",
+        "## Targets (issue 4)",
+        "",
+        "| target | configuration | delay | measured | met |",
+        "|---|---|---:|---:|---|",
+    ]
+    for check in data.get("targets", []):
+        met = "yes" if check["met"] else "**no**"
+        if not check["applies"]:
+            met += " (target is for async)"
+        lines.append(
+            f"| {check['target']} | {check['config']} | {check['delay_ms']} ms "
+            f"| {check['value']} | {met} |"
+        )
+    lines += [
+        "",
+        "## What is measured",
+        "",
+        "- **cold**: the client's time for the first request to a function with no environment "
+        "(localrt spawns `python -m awslambdaric`, which imports the handler, takes the event and "
+        "answers), median over fresh environments. Cold rounds alternate the configurations. "
+        "**init**: spawn to the runtime's first `/next` (Lambda's Init Duration).",
+        "- **warm**: sequential GET /healthz on one warm environment, client-side, after a "
+        "warm-up; each answer is followed by a pause calibrated on the environment's "
+        "post-response work, so that every request finds its environment ready (as a request "
+        "does in Lambda, where a busy environment means another environment).",
+        "- **billed**: localrt's billed-equivalent duration, from the event's delivery until "
+        "the runtime and every extension are back in `/next` (post-response export included).",
+        "- **post-response**: from the runtime's response to the environment being ready again.",
+        "- **peak RSS**: `VmHWM` of the environment process after the warm requests.",
+        "",
+        "| configuration | what it sends | warm pause ms (0 / 100 ms delay) | queued requests |",
+        "|---|---|---|---|",
+    ]
+    for config in data["configs"]:
+        cells = [_get(data, config["key"], d) for d in data["delays_ms"]]
+        gaps = " / ".join(f"{c['warm_gap_ms']:.0f}" for c in cells if c)
+        queued = " / ".join(str(c["warm_queued_requests"]) for c in cells if c)
+        lines.append(f"| {config['label']} | {config['telemetry']} | {gaps} | {queued} |")
+    lines += [
+        "",
+        f"Telemetry received during the run: {meta['spans_received']} spans, "
+        f"{meta['pushes_forwarded']} Pushgateway pushes. "
+        "Package versions: " + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()) + ".",
+        "",
+        "![chart](latest.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [c["key"] for c in data["configs"]]
+    delays = data["delays_ms"]
+    panels: tuple[tuple[str, Callable[[dict[str, Any]], float], bool], ...] = (
+        ("cold start p50 (ms)", lambda c: c["cold_ms"]["p50"], False),
+        ("warm client p50 (ms, log)", lambda c: c["warm_client_ms"]["p50"], True),
+        ("billed p50 (ms, log)", lambda c: c["warm_billed_ms"]["p50"], True),
+        ("peak RSS (MiB)", lambda c: c["peak_rss_mib"] or 0.0, False),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    width = 0.8 / len(delays)
+    for ax, (title, value, log_scale) in zip(axes.flat, panels, strict=True):
+        for i, delay in enumerate(delays):
+            heights = []
+            for key in keys:
+                cell = _get(data, key, delay)
+                heights.append(value(cell) if cell else 0.0)
+            positions = [x + (i - (len(delays) - 1) / 2) * width for x in range(len(keys))]
+            bars = ax.bar(positions, heights, width, label=f"backend delay {delay} ms")
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_title(title)
+        ax.set_xticks(range(len(keys)), keys, rotation=25, ha="right", fontsize=8)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    meta = data["meta"]
+    fig.suptitle(
+        f"healthz on localrt, {meta['started']} (load {meta['load_before']['loadavg'][0]:.2f}"
+        f" -> {meta['load_after']['loadavg'][0]:.2f}, {meta['cpus']} CPUs)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

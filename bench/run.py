@@ -1,0 +1,205 @@
+"""One benchmark run: backends up, every configuration's localrt up, both delays, results out."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import importtime, report
+from bench.configs import CONFIGS, DELAYS_MS, REPO, RESULTS, Config
+from bench.driver import FaultProxyProcess, LocalRT, clean_env
+from bench.measure import Budget, ColdSample, WarmResult, cold_start, summary, warm
+from stack.components import OtlpReceiverProcess, Pushgateway
+
+PACKAGES = (
+    "awslambdaric",
+    "aws-lambda-powertools",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-instrumentation-aws-lambda",
+    "lambda-otel-lite",
+    "prometheus-client",
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--cold", type=int, default=10, help="cold starts per config and delay")
+    parser.add_argument("--warm", type=int, default=200, help="measured warm requests")
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up requests (not measured)")
+    parser.add_argument(
+        "--configs", default=",".join(c.key for c in CONFIGS), help="comma-separated keys"
+    )
+    parser.add_argument("--delays", default=",".join(str(d) for d in DELAYS_MS))
+    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--skip-importtime", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="3 cold, 30 warm: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.cold, args.warm, args.warmup = 3, 30, 5
+    return args
+
+
+def load() -> dict[str, Any]:
+    one, five, fifteen = os.getloadavg()
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
+    return {"loadavg": [one, five, fifteen], "uptime": uptime.strip()}
+
+
+def git_commit() -> str | None:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    return result.stdout.strip() or None
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def cell(cold: list[ColdSample], result: WarmResult) -> dict[str, Any]:
+    return {
+        "cold_ms": summary([c.client_ms for c in cold]),
+        "cold_init_ms": summary([c.init_ms for c in cold if c.init_ms is not None]),
+        "cold_billed_ms": summary([c.billed_ms for c in cold if c.billed_ms is not None]),
+        "cold_samples_ms": [round(c.client_ms, 3) for c in cold],
+        "warm_client_ms": summary(result.client_ms),
+        "warm_localrt_client_ms": summary(result.record_values("client_ms")),
+        "warm_duration_ms": summary(result.record_values("duration_ms")),
+        "warm_billed_ms": summary(result.record_values("billed_ms")),
+        "warm_post_response_ms": summary(result.record_values("post_response_ms")),
+        "warm_queue_ms": summary(result.record_values("queue_ms")),
+        "warm_queued_requests": result.queued,
+        "warm_cold_requests": result.cold,
+        "warm_gap_ms": result.gap_ms,
+        "warm_seconds": result.seconds,
+        "peak_rss_mib": None if result.peak_rss_kib is None else result.peak_rss_kib / 1024,
+        "cold_peak_rss_mib": summary(
+            [c.peak_rss_kib / 1024 for c in cold if c.peak_rss_kib is not None]
+        ),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    wanted = [k.strip() for k in args.configs.split(",") if k.strip()]
+    configs = [c for c in CONFIGS if c.key in wanted]
+    if not configs or configs[0].key != "bare":
+        raise SystemExit("the bare configuration must be part of every run (it is the floor)")
+    delays = [int(d) for d in args.delays.split(",")]
+    budget = Budget(args.budget)
+    meta: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_before": load(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "commit": git_commit(),
+        "packages": versions(),
+        "cold_starts": args.cold,
+        "warm_requests": args.warm,
+        "warmup_requests": args.warmup,
+    }
+    cold: dict[tuple[str, int], list[ColdSample]] = {}
+    warm_results: dict[tuple[str, int], WarmResult] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="healthz-bench-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        pushgateway = Pushgateway(workdir).start()
+        stack.callback(pushgateway.stop)
+        receiver = OtlpReceiverProcess(workdir).start()
+        stack.callback(receiver.stop)
+        proxy = stack.enter_context(FaultProxyProcess(pushgateway.url, workdir))
+        env = clean_env(
+            PUSHGATEWAY_URL=proxy.url, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint
+        )
+        servers: dict[str, LocalRT] = {}
+        for config in configs:  # all start in parallel
+            servers[config.key] = LocalRT(config.function, env, workdir)
+            stack.callback(servers[config.key].stop)
+        for rt in servers.values():
+            rt.wait_listening()
+            rt.stats()  # warms localrt's own HTTP path
+        log(f"backends and {len(servers)} localrt servers up after {budget.elapsed:.1f} s")
+        for delay in delays:
+            receiver.set_fault(delay_ms=delay)
+            proxy.set_delay(delay)
+            for config in configs:
+                cold[(config.key, delay)] = []
+            # Cold starts interleaved across configurations (rotated each round), so that a
+            # change of load on this shared machine hits them all alike.
+            for round_ in range(args.cold):
+                order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
+                for config in order:
+                    budget.check("cold starts")
+                    sample = cold_start(servers[config.key])
+                    cold[(config.key, delay)].append(sample)
+                    time.sleep(0.05)
+            log(f"delay {delay} ms: {args.cold} cold starts each, at {budget.elapsed:.0f} s")
+            for config in configs:
+                result = warm(servers[config.key], args.warmup, args.warm, budget)
+                warm_results[(config.key, delay)] = result
+                p50 = summary(result.client_ms)["p50"]
+                log(
+                    f"delay {delay} ms: {config.key} warm p50 {p50:.2f} ms "
+                    f"(gap {result.gap_ms:.0f} ms, {result.seconds:.0f} s), "
+                    f"at {budget.elapsed:.0f} s"
+                )
+        spans = len(receiver.spans())
+        pushes = proxy.stats()["stats"]["forwarded"]
+    meta["load_after"] = load()
+    meta["seconds"] = budget.elapsed
+    meta["spans_received"] = spans
+    meta["pushes_forwarded"] = pushes
+    results: dict[str, dict[str, Any]] = {}
+    for config in configs:
+        results[config.key] = {
+            str(delay): cell(cold[(config.key, delay)], warm_results[(config.key, delay)])
+            for delay in delays
+        }
+    return {
+        "meta": meta,
+        "delays_ms": delays,
+        "configs": [asdict(c) for c in configs],
+        "results": results,
+    }
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data = run(args)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data["targets"] = report.targets(data)
+    (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "latest.md").write_text(report.markdown(data))
+    report.chart(data, out / "latest.png")
+    log(f"wrote {out / 'latest.md'}, latest.json, latest.png in {data['meta']['seconds']:.0f} s")
+    print(report.markdown(data))
+    if not args.skip_importtime:
+        importtime.main(["--out", str(out)])
+    return 0
+
+
+__all__ = ["Config", "main"]

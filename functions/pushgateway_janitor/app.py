@@ -34,7 +34,7 @@ from typing import Any
 
 from prometheus_client.exposition import delete_from_gateway
 
-from lambda_observability.metrics import push_handler
+from lambda_observability.http_client import push_handler
 
 DEFAULT_JOB = "healthz"
 DEFAULT_TTL_SECONDS = 3600.0

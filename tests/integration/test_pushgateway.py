@@ -190,3 +190,24 @@ def test_wrong_credentials_are_contained_and_not_logged(
     assert "401" in warning["error"]
     assert "wr0ng-pw" not in run.stdout
     assert _groups(auth_gateway) == {}
+
+
+# --- the push client: one kept-alive connection, recovered when the server drops it
+
+
+def test_pushes_reuse_one_connection_and_survive_a_dropped_one(gateway: Pushgateway) -> None:
+    from lambda_observability.metrics import push
+    from stack.faultproxy import FaultProxy
+
+    with FaultProxy(gateway.url) as proxy:
+        for _ in range(5):
+            push(proxy.url, "keepalive", timeout=2)
+        assert proxy.stats()["connections"] == 1
+        proxy.refuse()  # the server goes away, closing the kept-alive connection
+        proxy.passthrough()
+        push(proxy.url, "keepalive", timeout=2)  # reconnects instead of failing
+        assert proxy.stats()["connections"] == 2
+        proxy.status(401)
+        with pytest.raises(OSError, match="401"):
+            push(proxy.url, "keepalive", timeout=2)
+    assert len(_groups(gateway, job="keepalive")) == 1

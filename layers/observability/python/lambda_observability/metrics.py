@@ -9,7 +9,7 @@ cumulative, so a push that fails is made good by the next one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -59,25 +59,6 @@ def value(name: str, labels: dict[str, str] | None = None) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
 
-PushHandler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
-
-
-def push_handler(credentials: tuple[str, str] | None) -> PushHandler:
-    """prometheus-client's request handler, with basic auth when credentials are given."""
-    from prometheus_client.exposition import basic_auth_handler, default_handler
-
-    if credentials is None:
-        return default_handler
-    username, password = credentials
-
-    def handler(
-        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
-    ) -> Callable[[], None]:
-        return basic_auth_handler(url, method, timeout, headers, data, username, password)
-
-    return handler
-
-
 def push(
     url: str,
     job: str,
@@ -87,6 +68,8 @@ def push(
     """PUT this environment's whole group; raises on any failure."""
     # Imported here, not at cold start: the push code is needed only after a response.
     from prometheus_client.exposition import push_to_gateway
+
+    from .http_client import push_handler
 
     push_to_gateway(
         url,

@@ -9,15 +9,31 @@ PORT ?= 3000
 EVENT ?= events/rest-get.json
 ENV_VARS ?=
 
-.PHONY: venv run invoke stack test lint typecheck validate clean
+.PHONY: venv lock run invoke stack test lint typecheck validate clean
 
-venv: $(STAMP)
+CHECKOV_VENV := .tools/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+venv: $(STAMP) $(CHECKOV)
 
 $(STAMP): requirements-dev.txt layers/observability/requirements.txt layers/observability/requirements-grpc.txt functions/healthz/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
 	touch $@
+
+# checkov's pins conflict with aws-sam-cli's: it gets a venv of its own (tests/deploy use it).
+$(CHECKOV): $(STAMP)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python checkov==3.3.30
+
+# Re-pin layers/observability/requirements.lock (hashes, Lambda's platform) after changing
+# layers/observability/requirements.txt or functions/healthz/requirements.txt.
+lock: venv
+	$(BIN)/uv pip compile --quiet --generate-hashes --python-platform x86_64-manylinux_2_28 \
+		--python-version 3.13 --custom-compile-command "make lock" \
+		--output-file layers/observability/requirements.lock \
+		layers/observability/requirements.txt functions/healthz/requirements.txt
 
 run: venv
 	$(BIN)/python -m localrt start-api --port $(PORT) --concurrency $(CONCURRENCY) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
@@ -45,4 +61,4 @@ test: venv lint typecheck
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

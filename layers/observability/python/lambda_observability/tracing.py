@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -225,7 +224,3 @@ class Tracing:
 def queue_size(env: Mapping[str, str] = os.environ) -> int:
     raw = env.get("OTEL_BSP_MAX_QUEUE_SIZE", "")
     return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_QUEUE_SIZE
-
-
-def current_span() -> trace.Span:
-    return trace.get_current_span()

@@ -23,7 +23,7 @@ $(STAMP): requirements-dev.txt layers/observability/requirements.txt layers/obse
 	touch $@
 
 # checkov's pins conflict with aws-sam-cli's: it gets a venv of its own (tests/deploy use it).
-$(CHECKOV): $(STAMP)
+$(CHECKOV): | $(STAMP)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python checkov==3.3.30
 

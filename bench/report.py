@@ -108,9 +108,10 @@ def markdown(data: dict[str, Any]) -> str:
         "`delay_ms`). Ratios and differences are against the bare handler in the same run and "
         "at the same delay.",
         "",
-        "| configuration | delay | cold p50 ms (x bare) | init p50 ms | warm p50 ms (vs bare) "
-        "| warm p99 ms | billed p50 ms (x bare) | post-response p50 ms | peak RSS MiB (vs bare) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| configuration | delay | cold p50 ms (x bare) | cold min ms | init p50 ms "
+        "| warm p50 ms (vs bare) | warm p99 ms | billed p50 ms (x bare) | post-response p50 ms "
+        "| peak RSS MiB (vs bare) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for delay in data["delays_ms"]:
         bare = _get(data, BARE, delay)
@@ -131,7 +132,7 @@ def markdown(data: dict[str, Any]) -> str:
                 rss_text = f"{rss:.1f} ({rss - bare['peak_rss_mib']:+.1f})"
             lines.append(
                 f"| {labels[key]} | {delay} ms | {cold:.0f} ({cold_ratio:.2f}x) "
-                f"| {_fmt(cell['cold_init_ms']['p50'], 0)} "
+                f"| {cell['cold_ms']['min']:.0f} | {_fmt(cell['cold_init_ms']['p50'], 0)} "
                 f"| {p50:.2f} ({p50 - bare['warm_client_ms']['p50']:+.2f}) "
                 f"| {cell['warm_client_ms']['p99']:.2f} "
                 f"| {billed:.2f} ({billed_ratio:.1f}x) "
@@ -158,7 +159,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "- **cold**: the client's time for the first request to a function with no environment "
         "(localrt spawns `python -m awslambdaric`, which imports the handler, takes the event and "
-        "answers), median over fresh environments. Cold rounds alternate the configurations. "
+        "answers), median (and minimum, the least disturbed by other load) over fresh "
+        "environments. Cold rounds alternate the configurations. "
         "**init**: spawn to the runtime's first `/next` (Lambda's Init Duration).",
         "- **warm**: sequential GET /healthz on one warm environment, client-side, after a "
         "warm-up; each answer is followed by a pause calibrated on the environment's "

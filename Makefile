@@ -16,10 +16,11 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 venv: $(STAMP) $(CHECKOV)
 
-$(STAMP): requirements-dev.txt layers/observability/requirements.txt layers/observability/requirements-grpc.txt functions/healthz/requirements.txt
+# requirements-dev.lock pins everything requirements-dev.txt pulls in (`make lock` renews it).
+$(STAMP): requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements-dev.lock
 	touch $@
 
 # checkov's pins conflict with aws-sam-cli's: it gets a venv of its own (tests/deploy use it).
@@ -27,13 +28,15 @@ $(CHECKOV): | $(STAMP)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python checkov==3.3.30
 
-# Re-pin layers/observability/requirements.lock (hashes, Lambda's platform) after changing
-# layers/observability/requirements.txt or functions/healthz/requirements.txt.
+# Re-pin after changing a requirements file: the image's lock (hashes, Lambda's platform) and
+# the development lock.
 lock: venv
 	$(BIN)/uv pip compile --quiet --generate-hashes --python-platform x86_64-manylinux_2_28 \
 		--python-version 3.13 --custom-compile-command "make lock" \
 		--output-file layers/observability/requirements.lock \
 		layers/observability/requirements.txt functions/healthz/requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.13 --custom-compile-command "make lock" \
+		--output-file requirements-dev.lock requirements-dev.txt
 
 run: venv
 	$(BIN)/python -m localrt start-api --port $(PORT) --concurrency $(CONCURRENCY) $(if $(ENV_VARS),--env-vars $(ENV_VARS))

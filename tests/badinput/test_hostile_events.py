@@ -1,0 +1,301 @@
+"""Property-based bad input: API Gateway 1.0 and 2.0 events with missing and odd fields, huge
+headers, non-UTF-8 and base64 bodies, odd methods and paths, hostile trace headers, other
+services' events, non-dict events and null.
+
+In process against ``app.handler`` (the real layer, sync export to an in-memory span exporter).
+Whatever arrives: a well-formed API Gateway response, never an exception; every log output line
+is exactly one JSON object (no newline or JSON injection); trace context is never corrupted
+(valid ids; a bad ``traceparent`` starts a new root trace); planted secrets never show.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import app
+from lambda_observability import logger
+from lambda_observability.instrument import instrumentation
+from tests.conftest import load_event
+from tests.security import planted
+from tests.unit.conftest import FakeLambdaContext
+
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$")
+INJECTED = "INJECTED-LOG-LINE-5f1c"
+
+# --- strategies ------------------------------------------------------------------------------
+
+text = st.text(max_size=40)
+hostile_text = st.one_of(
+    text,
+    st.sampled_from(
+        [
+            f'\n{{"level":"ERROR","message":"{INJECTED}"}}',
+            f'"}}\n{{"message":"{INJECTED}',
+            f"\r\n{INJECTED}\r\n",
+            "\x00\x1b[31m\u2028\u2029\x85",
+            "A" * 20_000,
+        ]
+    ),
+)
+traceparent = st.one_of(
+    st.builds(
+        lambda t, s, f: f"00-{t}-{s}-{f}",
+        st.text("0123456789abcdef", min_size=32, max_size=32),
+        st.text("0123456789abcdef", min_size=16, max_size=16),
+        st.just("01"),
+    ),
+    st.sampled_from(
+        [
+            "00-00000000000000000000000000000000-0000000000000000-01",  # all-zero ids: invalid
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n" + INJECTED,
+            "00-0af7651916cd43dd8448eb211c80319c",
+            "",
+        ]
+    ),
+    hostile_text,
+)
+header_name = st.one_of(
+    st.sampled_from(["traceparent", "tracestate", "baggage", "user-agent", "content-type"]),
+    st.text(min_size=1, max_size=20),
+)
+headers = st.dictionaries(header_name, hostile_text, max_size=6).map(
+    lambda h: {**h, **planted.HEADERS}
+)
+method = st.one_of(
+    st.sampled_from(["GET", "HEAD", "POST", "DELETE", "OPTIONS", "get", "BREW", ""]), text
+)
+path = st.one_of(
+    st.sampled_from(
+        ["/healthz", "/healthz/", "//healthz", "/../healthz", "/%00", "/" + "a" * 5000]
+    ),
+    hostile_text,
+)
+body = st.one_of(
+    st.none(),
+    text,
+    st.binary(max_size=64).map(lambda b: b.decode("latin-1")),  # non-UTF-8 bytes as text
+    st.binary(max_size=64).map(lambda b: __import__("base64").b64encode(b).decode()),
+)
+odd = st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2), text)
+
+
+def _rest(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = load_event("rest-get.json")
+    event["httpMethod"] = draw(method)
+    event["path"] = draw(path)
+    event["headers"] = draw(st.one_of(headers, odd))
+    event["multiValueHeaders"] = draw(st.one_of(st.none(), odd))
+    event["queryStringParameters"] = {"token": planted.QUERY_TOKEN}
+    event["multiValueQueryStringParameters"] = {"access_token": [planted.QUERY_ACCESS_TOKEN]}
+    event["body"] = draw(body)
+    event["isBase64Encoded"] = draw(st.one_of(st.booleans(), odd))
+    return event
+
+
+def _http(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = load_event("http-api-get.json")
+    event["requestContext"]["http"]["method"] = draw(method)
+    event["requestContext"]["http"]["path"] = draw(path)
+    event["rawPath"] = draw(st.one_of(path, odd))
+    event["routeKey"] = draw(st.one_of(st.just("GET /healthz"), st.just("$default"), text, odd))
+    event["headers"] = draw(st.one_of(headers, odd))
+    event["cookies"] = draw(st.one_of(st.just([planted.COOKIE]), odd))
+    event["rawQueryString"] = (
+        f"token={planted.QUERY_TOKEN}&access_token={planted.QUERY_ACCESS_TOKEN}"
+    )
+    event["queryStringParameters"] = {"token": planted.QUERY_TOKEN}
+    event["body"] = draw(body)
+    event["isBase64Encoded"] = draw(st.one_of(st.booleans(), odd))
+    return event
+
+
+@st.composite
+def api_gateway_event(draw: st.DrawFn) -> dict[str, Any]:
+    event = _rest(draw) if draw(st.booleans()) else _http(draw)
+    # Missing fields: drop a few keys anywhere at the top level or in requestContext.
+    for key in draw(st.lists(st.sampled_from(sorted(event)), max_size=3)):
+        event.pop(key, None)
+    context = event.get("requestContext")
+    if isinstance(context, dict):
+        for key in draw(st.lists(st.sampled_from(sorted(context)), max_size=2)):
+            context[key] = draw(odd)
+    return event
+
+
+other_events = st.sampled_from(
+    [
+        load_event("s3-put-not-api-gateway.json"),
+        {"Records": [{"eventSource": "aws:sqs", "body": "{}"}]},
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+        {"requestContext": {"elb": {"targetGroupArn": "arn"}}, "httpMethod": "GET", "path": "/"},
+        {"version": "2.0", "requestContext": {"http": "not a dict"}},
+        {"requestContext": None, "httpMethod": "GET"},
+    ]
+)
+non_dict = st.one_of(
+    st.none(), st.integers(), st.floats(allow_nan=True), text, st.lists(text, max_size=3)
+)
+any_event = st.one_of(api_gateway_event(), other_events, non_dict)
+
+# --- harness ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def captured() -> Iterator[tuple[io.StringIO, InMemorySpanExporter]]:
+    """The layer's log stream and spans, for one invocation."""
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(stream)
+    exporter = InMemorySpanExporter()
+    tracing = instrumentation().tracing
+    tracing.queue.drain()
+    tracing.use_exporter(exporter)
+    try:
+        yield stream, exporter
+    finally:
+        handler.setStream(previous)
+        tracing.use_exporter(None)
+
+
+def invoke(event: Any) -> tuple[Any, list[str], list[ReadableSpan]]:
+    with captured() as (stream, exporter):
+        response = app.handler(event, FakeLambdaContext())
+    # Lines end with "\n" only: U+2028 or NEL inside a JSON string are not line breaks for a
+    # log shipper (CloudWatch splits on "\n"), though str.splitlines() would split there.
+    lines = [line for line in stream.getvalue().split("\n") if line]
+    return response, lines, list(exporter.get_finished_spans())
+
+
+def assert_well_formed(response: Any) -> None:
+    assert isinstance(response, dict), response
+    status = response["statusCode"]
+    assert isinstance(status, int) and not isinstance(status, bool) and 200 <= status <= 599
+    assert isinstance(response["body"], str)
+    headers = response.get("headers") or {}
+    multi = response.get("multiValueHeaders") or {}
+    assert headers or multi, response
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    assert all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in multi.values())
+    content_type = headers.get("Content-Type") or (multi.get("Content-Type") or [""])[0]
+    if status >= 400:
+        assert content_type == "application/json"
+        document = json.loads(response["body"])
+        assert document["statusCode"] == status and isinstance(document["message"], str)
+    else:
+        assert status == 200 and content_type == "application/health+json"
+
+
+def assert_clean_logs(lines: list[str]) -> None:
+    assert lines, "every invocation logs at least its completion"
+    for line in lines:
+        record = json.loads(line)  # exactly one JSON object per line
+        assert isinstance(record, dict), line
+        assert record.get("message") != INJECTED, line
+        assert "level" in record and "message" in record, line
+
+
+def assert_valid_trace(spans: list[ReadableSpan]) -> None:
+    (span,) = spans
+    context = span.context
+    assert (
+        context is not None and context.is_valid and context.trace_id != 0 and context.span_id != 0
+    )
+    if span.parent is not None:
+        assert span.parent.is_valid and span.parent.trace_id == context.trace_id
+
+
+# --- properties ----------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(any_event)
+def test_any_event_answers_well_formed_and_logs_cleanly(event: Any) -> None:
+    response, lines, spans = invoke(event)
+    assert_well_formed(response)
+    assert_clean_logs(lines)
+    assert_valid_trace(spans)
+    assert planted.leaks([response, *lines, [dict(s.attributes or {}) for s in spans]]) == []
+
+
+@SETTINGS
+@given(traceparent, st.one_of(st.none(), hostile_text), st.one_of(st.none(), hostile_text))
+def test_hostile_trace_headers_never_corrupt_trace_context(
+    parent: str, state: str | None, baggage: str | None
+) -> None:
+    event: dict[str, Any] = load_event("rest-get.json")
+    event["headers"] = {"traceparent": parent, **planted.HEADERS}
+    if state is not None:
+        event["headers"]["tracestate"] = state
+    if baggage is not None:
+        event["headers"]["baggage"] = baggage
+    response, lines, spans = invoke(event)
+    assert response["statusCode"] == 200
+    assert_clean_logs(lines)
+    assert_valid_trace(spans)
+    (span,) = spans
+    assert span.context is not None
+    trace_id, span_id = span.context.trace_id, span.context.span_id
+    match = TRACEPARENT.match(parent)
+    valid = match is not None and set(match.group(1)) != {"0"} and set(match.group(2)) != {"0"}
+    if valid:
+        assert match is not None
+        assert format(trace_id, "032x") == match.group(1)
+        assert span.parent is not None and format(span.parent.span_id, "016x") == match.group(2)
+    else:
+        assert span.parent is None  # a new root trace
+    # Every log line of the invocation carries the span's ids, well formed.
+    ids = {(r.get("trace_id"), r.get("span_id")) for r in map(json.loads, lines) if "span_id" in r}
+    assert ids == {(format(trace_id, "032x"), format(span_id, "016x"))}
+
+
+def test_huge_headers_are_answered() -> None:
+    event: dict[str, Any] = load_event("http-api-get.json")
+    event["headers"] = {f"x-big-{i}": "v" * 8_000 for i in range(64)} | planted.HEADERS
+    event["headers"]["user-agent"] = "u" * 100_000
+    response, lines, spans = invoke(event)
+    assert response["statusCode"] == 200
+    assert_clean_logs(lines)
+    assert_valid_trace(spans)
+
+
+def test_null_and_non_dict_events_get_a_clear_400() -> None:
+    events: list[Any] = [None, [], "GET /healthz", 42, {"httpMethod": "GET"}]
+    for event in events:
+        response, lines, spans = invoke(event)
+        assert response["statusCode"] == 400
+        assert "expected an API Gateway proxy event" in json.loads(response["body"])["message"]
+        assert_clean_logs(lines)
+        assert_valid_trace(spans)
+
+
+def test_sampled_out_parent_is_honoured() -> None:
+    event: dict[str, Any] = load_event("rest-get.json")
+    event["headers"] = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}
+    response, lines, spans = invoke(event)
+    assert response["statusCode"] == 200
+    assert spans == []  # parentbased sampler: the caller decided not to sample
+    assert_clean_logs(lines)
+    assert {json.loads(line).get("trace_id") for line in lines} <= {
+        "0af7651916cd43dd8448eb211c80319c"
+    }

@@ -5,7 +5,8 @@ the answer (localrt spawns ``python -m awslambdaric``, which initialises, takes 
 answers). Once the environment is ready again it is SIGKILLed, so that the next request
 cold-starts a fresh one.
 
-Warm: after a warm-up, sequential GETs on one environment. In async modes the environment is
+Warm: after a warm-up, sequential GETs on one environment per configuration, the
+configurations interleaved request by request. In async modes the environment is
 busy after the response until its extension has exported (that is the point), and a request
 arriving meanwhile would wait in localrt (real Lambda would start another environment). So
 requests are paced: after each answer the client waits ``gap`` ms, calibrated during the
@@ -95,7 +96,7 @@ class WarmResult:
     records: list[dict[str, Any]]  # localrt's per-invocation records
     gap_ms: float  # pause after each answer
     peak_rss_kib: int | None
-    seconds: float
+    idle_ms: list[float]  # from each answer to this environment's next request
 
     def record_values(self, key: str) -> list[float]:
         return [float(r[key]) for r in self.records if r.get(key) is not None]
@@ -110,8 +111,8 @@ class WarmResult:
         return sum(1 for r in self.records if r.get("cold"))
 
 
-def warm(rt: LocalRT, n_warmup: int, n_requests: int, budget: Budget) -> WarmResult:
-    """Start one environment, warm it up, calibrate the pacing, then measure."""
+def warm_up(rt: LocalRT, n_warmup: int, budget: Budget) -> float:
+    """Start one environment and warm it up; returns the pause (ms) to keep after each answer."""
     rt.reset_stats()
     rt.timed_get()  # the cold start of this phase's environment
     rt.records(1)
@@ -124,20 +125,39 @@ def warm(rt: LocalRT, n_warmup: int, n_requests: int, budget: Budget) -> WarmRes
         for r in rt.stats()["invocations"]
         if not r["cold"] and r.get("post_response_ms") is not None
     ]
-    # The slowest warm-up post-response time, with a margin: few requests should ever queue.
-    gap_ms = min(max(max(post, default=0.0) * 1.2 + 3.0, 3.0), 1000.0)
     rt.reset_stats()
-    started = time.monotonic()
-    client: list[float] = []
-    for _ in range(n_requests):
-        budget.check(f"{rt.function} warm requests")
-        client.append(rt.timed_get())
-        time.sleep(gap_ms / 1000)
-    records = rt.records(n_requests)
-    seconds = time.monotonic() - started
-    pid = rt.live_pid()
-    if pid is None:
-        raise BenchError(f"{rt.function}: environment died during the warm phase")
-    rss = vm_hwm_kib(pid)
-    rt.kill_environment(pid)
-    return WarmResult(client, records, gap_ms, rss, seconds)
+    # The slowest warm-up post-response time, with a margin: few requests should ever queue.
+    return min(max(max(post, default=0.0) * 1.2 + 3.0, 3.0), 1000.0)
+
+
+def warm(
+    servers: list[LocalRT], n_warmup: int, n_requests: int, budget: Budget
+) -> list[WarmResult]:
+    """Warm requests to every server, interleaved: one request each per cycle, in a rotating
+    order, each followed by its own pause. Every environment then idles about as long between
+    its requests (one cycle), load from other processes hits all configurations alike, and no
+    environment's post-response work overlaps another's request."""
+    gaps = [warm_up(rt, n_warmup, budget) for rt in servers]
+    client: list[list[float]] = [[] for _ in servers]
+    idle: list[list[float]] = [[] for _ in servers]
+    answered: list[float | None] = [None for _ in servers]
+    for i in range(n_requests):
+        budget.check("warm requests")
+        for j in range(len(servers)):
+            k = (i + j) % len(servers)
+            last = answered[k]
+            if last is not None:
+                idle[k].append((time.perf_counter() - last) * 1000)
+            client[k].append(servers[k].timed_get())
+            answered[k] = time.perf_counter()
+            time.sleep(gaps[k] / 1000)
+    results = []
+    for rt, latencies, gap, idles in zip(servers, client, gaps, idle, strict=True):
+        records = rt.records(n_requests)
+        pid = rt.live_pid()
+        if pid is None:
+            raise BenchError(f"{rt.function}: environment died during the warm phase")
+        rss = vm_hwm_kib(pid)
+        rt.kill_environment(pid)
+        results.append(WarmResult(latencies, records, gap, rss, idles))
+    return results

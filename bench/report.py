@@ -90,6 +90,47 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
+def _anomalies(data: dict[str, Any]) -> list[str]:
+    """Warm phases where the environment stayed busy long after answering, or requests queued."""
+    found = []
+    for config in data["configs"]:
+        for delay in data["delays_ms"]:
+            cell = _get(data, config["key"], delay)
+            if cell is None:
+                continue
+            post_max = cell["warm_post_response_ms"]["max"]
+            if cell["warm_queued_requests"] or post_max > 1000:
+                found.append(
+                    f"- {config['label']} at {delay} ms: {cell['warm_queued_requests']} "
+                    f"requests queued, post-response work up to {post_max:.0f} ms."
+                )
+    if not found:
+        return []
+    return [
+        "",
+        "Anomalies (a queued request's latency includes its wait; lambda-otel-lite 0.15's "
+        "extension reads `/extension/event/next` with a 2 s socket timeout and falls out of "
+        "step with INVOKE events after any idle period over 2 s):",
+        "",
+        *found,
+    ]
+
+
+def _code_notes(meta: dict[str, Any]) -> list[str]:
+    before, after = meta.get("code_before"), meta.get("code_after")
+    if not before or not after:
+        return []
+    notes = [f"Code under test: sha256 {before['sha256']}"]
+    if before["uncommitted"]:
+        notes[0] += " (uncommitted changes: " + "; ".join(before["uncommitted"]) + ")"
+    if after["sha256"] != before["sha256"]:
+        notes.append(
+            f"**Warning: the code under test changed during the run** ({before['sha256']} -> "
+            f"{after['sha256']}): environments started after the change ran the new code."
+        )
+    return [line + "." for line in notes]
+
+
 def markdown(data: dict[str, Any]) -> str:
     meta = data["meta"]
     labels = {c["key"]: c["label"] for c in data["configs"]}
@@ -102,6 +143,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"{meta['cpus']} CPUs, Python {meta['python']}.",
         "Machine load (shared with other engineers' tests): "
         f"before `{meta['load_before']['uptime']}`, after `{meta['load_after']['uptime']}`.",
+        *_code_notes(meta),
         "",
         "Backends on 127.0.0.1: a real Pushgateway behind `stack.faultproxy` and the stack's "
         "OTLP/HTTP receiver; *delay* is added by both (the proxy in `delay` mode, the receiver's "
@@ -162,23 +204,35 @@ def markdown(data: dict[str, Any]) -> str:
         "answers), median (and minimum, the least disturbed by other load) over fresh "
         "environments. Cold rounds alternate the configurations. "
         "**init**: spawn to the runtime's first `/next` (Lambda's Init Duration).",
-        "- **warm**: sequential GET /healthz on one warm environment, client-side, after a "
-        "warm-up; each answer is followed by a pause calibrated on the environment's "
-        "post-response work, so that every request finds its environment ready (as a request "
-        "does in Lambda, where a busy environment means another environment).",
+        "- **warm**: GET /healthz on one warm environment per configuration, client-side, "
+        "after a warm-up, the configurations interleaved request by request (rotating order): "
+        "each environment idles about one cycle between its requests and load from other "
+        "processes hits every configuration alike. Each answer is followed by a pause "
+        "calibrated on that environment's slowest warm-up post-response time, so that requests "
+        "find their environment ready (as in Lambda, where a busy environment means another "
+        "environment, not a wait) and no post-response work overlaps another request.",
         "- **billed**: localrt's billed-equivalent duration, from the event's delivery until "
         "the runtime and every extension are back in `/next` (post-response export included).",
         "- **post-response**: from the runtime's response to the environment being ready again.",
         "- **peak RSS**: `VmHWM` of the environment process after the warm requests.",
         "",
-        "| configuration | what it sends | warm pause ms (0 / 100 ms delay) | queued requests |",
-        "|---|---|---|---|",
+        "Per delay (" + " / ".join(f"{d} ms" for d in data["delays_ms"]) + "):",
+        "",
+        "| configuration | what it sends | pause after each answer ms | idle between its "
+        "requests p50 (max) ms | requests that queued |",
+        "|---|---|---|---|---|",
     ]
     for config in data["configs"]:
-        cells = [_get(data, config["key"], d) for d in data["delays_ms"]]
-        gaps = " / ".join(f"{c['warm_gap_ms']:.0f}" for c in cells if c)
-        queued = " / ".join(str(c["warm_queued_requests"]) for c in cells if c)
-        lines.append(f"| {config['label']} | {config['telemetry']} | {gaps} | {queued} |")
+        cells = [c for c in (_get(data, config["key"], d) for d in data["delays_ms"]) if c]
+        gaps = " / ".join(f"{c['warm_gap_ms']:.0f}" for c in cells)
+        idle = " / ".join(
+            f"{c['warm_idle_ms']['p50']:.0f} ({c['warm_idle_ms']['max']:.0f})"
+            for c in cells
+            if "warm_idle_ms" in c
+        )
+        queued = " / ".join(str(c["warm_queued_requests"]) for c in cells)
+        lines.append(f"| {config['label']} | {config['telemetry']} | {gaps} | {idle} | {queued} |")
+    lines += _anomalies(data)
     lines += [
         "",
         f"Telemetry received during the run: {meta['spans_received']} spans, "

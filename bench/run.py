@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -47,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--skip-importtime", action="store_true")
+    parser.add_argument(
+        "--keep-workdir", action="store_true", help="keep the logs of localrt and the backends"
+    )
     parser.add_argument("--quick", action="store_true", help="3 cold, 30 warm: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -65,6 +69,27 @@ def git_commit() -> str | None:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
     return result.stdout.strip() or None
+
+
+CODE_UNDER_TEST = ("layers/observability/python", "functions/healthz", "bench/functions")
+
+
+def code_fingerprint() -> dict[str, Any]:
+    """A hash of the code the environments import, and whether git sees it modified: other
+    engineers edit the layer while the benchmark runs, and every cold start imports it anew."""
+    digest = hashlib.sha256()
+    for top in CODE_UNDER_TEST:
+        for path in sorted((REPO / top).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", *CODE_UNDER_TEST],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return {"sha256": digest.hexdigest()[:16], "uncommitted": status.splitlines()}
 
 
 def versions() -> dict[str, str]:
@@ -90,7 +115,7 @@ def cell(cold: list[ColdSample], result: WarmResult) -> dict[str, Any]:
         "warm_queued_requests": result.queued,
         "warm_cold_requests": result.cold,
         "warm_gap_ms": result.gap_ms,
-        "warm_seconds": result.seconds,
+        "warm_idle_ms": summary(result.idle_ms),
         "peak_rss_mib": None if result.peak_rss_kib is None else result.peak_rss_kib / 1024,
         "cold_peak_rss_mib": summary(
             [c.peak_rss_kib / 1024 for c in cold if c.peak_rss_kib is not None]
@@ -112,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "commit": git_commit(),
+        "code_before": code_fingerprint(),
         "packages": versions(),
         "cold_starts": args.cold,
         "warm_requests": args.warm,
@@ -121,7 +147,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     warm_results: dict[tuple[str, int], WarmResult] = {}
     workdir = Path(tempfile.mkdtemp(prefix="healthz-bench-"))
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, workdir, True)
+        if args.keep_workdir:
+            log(f"logs in {workdir}")
+        else:
+            stack.callback(shutil.rmtree, workdir, True)
         pushgateway = Pushgateway(workdir).start()
         stack.callback(pushgateway.stop)
         receiver = OtlpReceiverProcess(workdir).start()
@@ -153,18 +182,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     cold[(config.key, delay)].append(sample)
                     time.sleep(0.05)
             log(f"delay {delay} ms: {args.cold} cold starts each, at {budget.elapsed:.0f} s")
-            for config in configs:
-                result = warm(servers[config.key], args.warmup, args.warm, budget)
+            started = budget.elapsed
+            phase = warm([servers[c.key] for c in configs], args.warmup, args.warm, budget)
+            for config, result in zip(configs, phase, strict=True):
                 warm_results[(config.key, delay)] = result
                 p50 = summary(result.client_ms)["p50"]
                 log(
-                    f"delay {delay} ms: {config.key} warm p50 {p50:.2f} ms "
-                    f"(gap {result.gap_ms:.0f} ms, {result.seconds:.0f} s), "
-                    f"at {budget.elapsed:.0f} s"
+                    f"delay {delay} ms: {config.key} warm p50 {p50:.2f} ms, "
+                    f"gap {result.gap_ms:.0f} ms"
                 )
+            log(f"delay {delay} ms: warm phase {budget.elapsed - started:.0f} s")
         spans = len(receiver.spans())
         pushes = proxy.stats()["stats"]["forwarded"]
     meta["load_after"] = load()
+    meta["code_after"] = code_fingerprint()
     meta["seconds"] = budget.elapsed
     meta["spans_received"] = spans
     meta["pushes_forwarded"] = pushes

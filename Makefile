@@ -8,8 +8,9 @@ CONCURRENCY ?= 4
 PORT ?= 3000
 EVENT ?= events/rest-get.json
 ENV_VARS ?=
+SOAK_SECONDS ?= 60
 
-.PHONY: venv lock run invoke stack test lint typecheck validate clean
+.PHONY: venv lock run invoke stack test lint typecheck validate bench soak clean
 
 CHECKOV_VENV := .tools/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
@@ -48,12 +49,21 @@ invoke: venv
 stack: venv
 	$(BIN)/python -m stack up
 
+# Peers side by side under localrt; writes bench/results/latest.{md,png,json}. Not part of `make test`.
+bench: venv
+	$(BIN)/python -m bench
+
+# Bounded load (SOAK_SECONDS) through localrt at CONCURRENCY against the real stack; exits 1 on
+# any 5xx, lost count, memory growth or descriptor leak. A 10 s version runs in `make test`.
+soak: venv
+	$(BIN)/python -m soak --seconds $(SOAK_SECONDS) --concurrency $(CONCURRENCY)
+
 lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
 typecheck: venv
-	$(BIN)/mypy layers/observability/python functions/healthz localrt stack tests
+	$(BIN)/mypy layers/observability/python functions/healthz localrt stack tests bench soak
 	# A second run: both functions have a module named app.
 	$(BIN)/mypy functions/pushgateway_janitor
 

@@ -85,11 +85,23 @@ FAULTS: dict[str, Fault] = {
         Fault("truncated", lambda p: p.malformed("truncated")),
     )
 }
-DNS = "dns"  # not a proxy mode: the configured host is under the reserved .invalid TLD
+DNS = "dns"  # not a proxy mode: the configured host name cannot be resolved
+
+
+def unresolvable(service: str) -> str:
+    """A host name that fails to resolve without a DNS query leaving the machine.
+
+    A plain `.invalid` name is still sent to the configured resolver (seen with strace); a name
+    longer than DNS's 253 characters is refused by the C library itself, with the same
+    ``EAI_NONAME`` ("Name or service not known") a real lookup failure gives.
+    """
+    return ".".join([service[:20].ljust(60, "x")] * 5) + ".invalid"
+
+
 DNS_HOSTS = {
-    "pushgateway": "http://pushgateway.invalid:9091",
-    "otlp": "http://otlp.invalid:4318",
-    "secrets": "http://secretsmanager.invalid:4566",
+    "pushgateway": f"http://{unresolvable('pushgateway')}:9091",
+    "otlp": f"http://{unresolvable('otlp')}:4318",
+    "secrets": f"http://{unresolvable('secretsmanager')}:4566",
 }
 
 

@@ -1,4 +1,4 @@
-"""DNS failure of a `.invalid` host, where no push can ever report it: counted in process.
+"""DNS failure of an unresolvable host (campaign.unresolvable), which no push can report.
 
 The campaign (test_telemetry_faults.py) shows the function answering and logging once; here the
 layer's own exporter runs against the same unresolvable hosts and the counter is read directly.

@@ -37,7 +37,8 @@ def test_timeout_kills_and_replaces_environment(start_localrt: Start) -> None:
     assert resp.status_code == 502
     assert resp.json() == {"message": "Internal server error"}
     assert 0.9 < elapsed < 2.0
-    assert wait_until(lambda: not pid_alive(first), 3)
+    # SIGKILL was sent before the 502; generous for a loaded machine.
+    assert wait_until(lambda: not pid_alive(first), 10)
     rt.wait_line(lambda s: "Task timed out after 1.00 seconds" in s)
     replacement = body_json(rt.get("/rest/after"))["pid"]
     assert replacement != first

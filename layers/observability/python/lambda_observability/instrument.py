@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import http_event
@@ -43,9 +44,7 @@ class Instrumentation:
         try:
             with self.tracing.tracer.start_as_current_span(
                 _span_name(request, context),
-                context=propagate.extract(
-                    request.headers if request else {}, getter=http_event.HEADER_GETTER
-                ),
+                context=_parent_context(request),
                 kind=SpanKind.SERVER,
                 attributes=_span_attributes(request, context, cold),
             ) as span:
@@ -94,6 +93,17 @@ class Instrumentation:
             "request completed",
             extra={"status_code": status, "duration_ms": round(duration * 1000, 3)},
         )
+
+
+def _parent_context(request: http_event.HttpRequest | None) -> Context | None:
+    try:
+        return propagate.extract(
+            request.headers if request else {}, getter=http_event.HEADER_GETTER
+        )
+    except Exception:
+        # A header no propagator can read (e.g. an unencodable baggage value): start a new trace
+        # rather than fail the request.
+        return None
 
 
 def _span_name(request: http_event.HttpRequest | None, context: Any) -> str:

@@ -8,6 +8,7 @@ async mode). Everything is configured by the standard ``OTEL_*`` variables.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -175,6 +176,34 @@ def bound_timeout(exporter: SpanExporter, seconds: float) -> None:
     target._timeout = max(min(configured, seconds), 0.001)
 
 
+class _LastExporterError(logging.Handler):
+    """Takes the OTLP exporters' own log lines, which are one plain-text line per failed batch,
+    and keeps the last one as the reason our rate-limited JSON warning gives."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()[:300]
+
+    def take(self) -> str | None:
+        message, self.message = self.message, None
+        return message
+
+
+def _capture_exporter_logs() -> _LastExporterError:
+    handler = _LastExporterError()
+    exporter_logger = logging.getLogger("opentelemetry.exporter")
+    exporter_logger.addHandler(handler)
+    exporter_logger.propagate = False
+    return handler
+
+
+class SpanExportError(Exception):
+    """The spans were requeued; the message says why the export failed."""
+
+
 class Tracing:
     """The provider and queue of one environment, and its lazily built exporter."""
 
@@ -186,6 +215,7 @@ class Tracing:
         self._exporter: SpanExporter | None = None
         self._exporter_built = False
         self._export_lock = threading.Lock()
+        self._exporter_errors = _capture_exporter_logs()
 
     def use_exporter(self, exporter: SpanExporter | None) -> None:
         """Replace the exporter the ``OTEL_*`` variables would build (tests, custom backends)."""
@@ -193,8 +223,8 @@ class Tracing:
             self._exporter = exporter
             self._exporter_built = True
 
-    def export(self, timeout: float) -> bool:
-        """Send queued spans within ``timeout`` seconds. False means they were requeued."""
+    def export(self, timeout: float) -> None:
+        """Send queued spans within ``timeout`` seconds; SpanExportError if they were requeued."""
         with self._export_lock:
             if not self._exporter_built:
                 # A bad OTEL_* value raises here, on every export until fixed, and is reported
@@ -203,18 +233,20 @@ class Tracing:
                 self._exporter_built = True
             spans = self.queue.drain()
             if not spans or self._exporter is None:
-                return True
+                return
             from opentelemetry.sdk.trace.export import SpanExportResult
 
             bound_timeout(self._exporter, timeout)
+            self._exporter_errors.take()
             try:
                 result = self._exporter.export(spans)
-            except Exception:
-                result = SpanExportResult.FAILURE
+                reason = self._exporter_errors.take() or "the exporter reported a failure"
+            except Exception as error:
+                result, reason = SpanExportResult.FAILURE, f"{type(error).__name__}: {error}"
             if result is SpanExportResult.SUCCESS:
-                return True
+                return
             self.queue.requeue(spans)
-            return False
+            raise SpanExportError(f"{reason}; spans kept for the next export")
 
     def shutdown(self) -> None:
         if self._exporter is not None:

@@ -1,0 +1,51 @@
+"""The OTLP exporter's own log line per failed batch (plain text, not rate limited) is taken
+over: its reason goes into the layer's single, rate-limited JSON warning instead."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+_SCRIPT = """
+import logging, sys
+# Like awslambdaric, which logs every record of the root logger as a plain-text line.
+logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
+from lambda_observability.tracing import SpanExportError, Tracing, build_resource
+
+tracing = Tracing(build_resource("healthz", None), 16)
+for _ in range(5):
+    with tracing.tracer.start_as_current_span("x"):
+        pass
+    try:
+        tracing.export(0.5)
+    except SpanExportError as error:
+        print("REASON", error)
+    else:
+        print("EXPORTED")
+"""
+
+
+def test_failed_otlp_exports_do_not_log_once_per_export() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "layers/observability/python"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": dead,
+        "OTEL_TRACES_EXPORTER": "otlp",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    reasons = [line for line in done.stdout.splitlines() if line.startswith("REASON")]
+    assert len(reasons) == 5
+    assert all(
+        "Failed to export" in r and r.endswith("spans kept for the next export") for r in reasons
+    )
+    assert "Failed to export" not in done.stderr

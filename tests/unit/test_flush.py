@@ -218,3 +218,12 @@ def test_secret_failure_skips_the_push_and_is_counted(aws: None, closed_port: in
     exporter.export(budget_seconds=1.0)
     assert _failures("secrets") == before_secrets + 1
     assert _failures("pushgateway") == before_push
+
+
+def test_secret_error_names_the_cause_type_only(aws: None) -> None:
+    with pytest.raises(SecretError) as error:
+        BasicAuthSecret(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gone-AbCdEf"
+        ).credentials()
+    assert str(error.value).startswith("cannot read secret arn:aws:secretsmanager:")
+    assert "GetParameterError (ResourceNotFoundException)" in str(error.value)

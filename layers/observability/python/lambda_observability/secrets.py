@@ -43,11 +43,11 @@ class BasicAuthSecret:
                 value = self._fetch()
             except Exception as error:
                 self._failed_at = self._clock()
-                # The type only: botocore messages are safe, but a transform error could quote
-                # the secret's text.
-                raise SecretError(
-                    f"cannot read secret {self._arn}: {type(error).__name__}"
-                ) from None
+                # Types only (Powertools' error and its cause, e.g. ConnectTimeoutError): a
+                # transform error's message could quote the secret's text.
+                cause = error.__cause__ or error.__context__
+                kind = type(error).__name__ + (f" ({type(cause).__name__})" if cause else "")
+                raise SecretError(f"cannot read secret {self._arn}: {kind}") from None
             self._failed_at = None
         if not isinstance(value, dict):
             raise SecretError(f"secret {self._arn} is not a JSON object")

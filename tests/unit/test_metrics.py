@@ -26,3 +26,9 @@ def test_function_metrics_are_in_the_pushed_registry() -> None:
 def test_instance_id_is_stable_per_environment() -> None:
     assert len(metrics.INSTANCE_ID) == 32
     assert int(metrics.INSTANCE_ID, 16) >= 0
+
+
+def test_total_reads_one_counter() -> None:
+    visits = metrics.counter("visits_total", "Visits.")
+    visits.inc(3)
+    assert metrics.total(visits) == 3 == metrics.value("visits_total")

@@ -55,8 +55,20 @@ def histogram(
 
 
 def value(name: str, labels: dict[str, str] | None = None) -> float | None:
-    """Current value of a sample, e.g. ``value("healthz_calls_total")``."""
+    """Current value of a sample, e.g. ``value("healthz_calls_total")``.
+
+    This collects the whole registry; on a request path, read one metric with ``total``.
+    """
     return REGISTRY.get_sample_value(name, labels)
+
+
+def total(counter: Counter) -> float:
+    """A counter's current value, collecting only that counter (no labels)."""
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                return sample.value
+    return 0.0
 
 
 def push(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,13 +132,19 @@ def warm_up(rt: LocalRT, n_warmup: int, budget: Budget) -> float:
 
 
 def warm(
-    servers: list[LocalRT], n_warmup: int, n_requests: int, budget: Budget
+    servers: list[LocalRT],
+    n_warmup: int,
+    n_requests: int,
+    budget: Budget,
+    on_started: Callable[[], None] | None = None,
 ) -> list[WarmResult]:
     """Warm requests to every server, interleaved: one request each per cycle, in a rotating
     order, each followed by its own pause. Every environment then idles about as long between
     its requests (one cycle), load from other processes hits all configurations alike, and no
     environment's post-response work overlaps another's request."""
     gaps = [warm_up(rt, n_warmup, budget) for rt in servers]
+    if on_started is not None:  # every environment of this phase has started
+        on_started()
     client: list[list[float]] = [[] for _ in servers]
     idle: list[list[float]] = [[] for _ in servers]
     answered: list[float | None] = [None for _ in servers]

@@ -117,18 +117,25 @@ def _anomalies(data: dict[str, Any]) -> list[str]:
 
 
 def _code_notes(meta: dict[str, Any]) -> list[str]:
-    before, after = meta.get("code_before"), meta.get("code_after")
+    """Other engineers edit the layer while the benchmark runs; every cold start imports it."""
+    before, last, after = (meta.get(k) for k in ("code_before", "code_at_last_start", "code_after"))
     if not before or not after:
         return []
-    notes = [f"Code under test: sha256 {before['sha256']}"]
+    note = f"Code under test (layer, function, bench handlers): sha256 {before['sha256']}"
     if before["uncommitted"]:
-        notes[0] += " (uncommitted changes: " + "; ".join(before["uncommitted"]) + ")"
-    if after["sha256"] != before["sha256"]:
+        note += " (uncommitted changes: " + "; ".join(before["uncommitted"]) + ")"
+    notes = [note + "."]
+    if last and last["sha256"] != before["sha256"]:
         notes.append(
-            f"**Warning: the code under test changed during the run** ({before['sha256']} -> "
-            f"{after['sha256']}): environments started after the change ran the new code."
+            f"**Warning: the code under test changed while environments were being started** "
+            f"({before['sha256']} -> {last['sha256']}): some ran the new code."
         )
-    return [line + "." for line in notes]
+    elif after["sha256"] != before["sha256"]:
+        notes.append(
+            f"(The code changed to {after['sha256']} after the last environment had started: "
+            "every measured environment ran the code above.)"
+        )
+    return notes
 
 
 def markdown(data: dict[str, Any]) -> str:

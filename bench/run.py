@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "warm_requests": args.warm,
         "warmup_requests": args.warmup,
     }
+    started_code: list[dict[str, Any]] = []  # after the last environment of each phase started
     cold: dict[tuple[str, int], list[ColdSample]] = {}
     warm_results: dict[tuple[str, int], WarmResult] = {}
     workdir = Path(tempfile.mkdtemp(prefix="healthz-bench-"))
@@ -183,7 +184,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(0.05)
             log(f"delay {delay} ms: {args.cold} cold starts each, at {budget.elapsed:.0f} s")
             started = budget.elapsed
-            phase = warm([servers[c.key] for c in configs], args.warmup, args.warm, budget)
+            phase = warm(
+                [servers[c.key] for c in configs],
+                args.warmup,
+                args.warm,
+                budget,
+                on_started=lambda: started_code.append(code_fingerprint()),
+            )
             for config, result in zip(configs, phase, strict=True):
                 warm_results[(config.key, delay)] = result
                 p50 = summary(result.client_ms)["p50"]
@@ -195,6 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spans = len(receiver.spans())
         pushes = proxy.stats()["stats"]["forwarded"]
     meta["load_after"] = load()
+    meta["code_at_last_start"] = started_code[-1] if started_code else None
     meta["code_after"] = code_fingerprint()
     meta["seconds"] = budget.elapsed
     meta["spans_received"] = spans

@@ -9,9 +9,6 @@ observability layer's ``@observe``.
 from __future__ import annotations
 
 import json
-import os
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import (
@@ -22,40 +19,18 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
+import health
+from health import HEALTH_CONTENT_TYPE, VERSION
 from lambda_observability import logger, metrics, observe
 from lambda_observability.http_event import HTTP, REST, api_gateway_kind
 
-__version__ = "1.0.0"
+__version__ = VERSION
 
-HEALTH_CONTENT_TYPE = "application/health+json"
 ERROR_CONTENT_TYPE = "application/json"
 # Path -> allowed methods; the source of 405 answers and their Allow header.
 ROUTES = {"/healthz": ("GET", "HEAD")}
 
 CALLS = metrics.counter("healthz_calls_total", "Total number of calls to the healthz endpoint.")
-_STARTED = time.monotonic()  # this execution environment's cold start
-
-
-def health_document(service_id: str) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {
-        "status": "pass",
-        "version": __version__,
-        "releaseId": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        "serviceId": service_id,
-        "description": "health of the healthz Lambda function",
-        "checks": {
-            "uptime": [
-                {
-                    "componentType": "system",
-                    "observedValue": round(time.monotonic() - _STARTED, 3),
-                    "observedUnit": "s",
-                    "status": "pass",
-                    "time": now,
-                }
-            ]
-        },
-    }
 
 
 def error_response(
@@ -73,7 +48,7 @@ def _build(resolver: ApiGatewayResolver) -> ApiGatewayResolver:
             "Monitoring endpoint invoked! Counter was incremented!",
             extra={"healthz_calls_total": metrics.total(CALLS)},
         )
-        body = json.dumps(health_document(logger.service))
+        body = json.dumps(health.health_document(logger.service))
         method = resolver.current_event.http_method.upper()
         # HEAD: same status and headers, no body.
         return Response(200, HEALTH_CONTENT_TYPE, "" if method == "HEAD" else body)

@@ -211,7 +211,7 @@ def _bootstrap(image: Image, code: str) -> list[str]:
 
 def test_tree_holds_only_what_the_image_needs(image: Image) -> None:
     task = image.path(TASK_ROOT)
-    assert sorted(p.name for p in task.iterdir()) == ["app.py"]
+    assert sorted(p.name for p in task.iterdir()) == ["app.py", "health.py"]
     assert image.handler == "app.handler"
     opt = image.path("/opt/python")
     assert (opt / "lambda_observability" / "__init__.py").is_file()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import app
+import health
 from lambda_observability import metrics
 from tests.conftest import load_event
 from tests.unit.conftest import FakeLambdaContext, invoke
@@ -125,7 +126,7 @@ def test_handler_error_is_500_json_without_stack_trace(
     def broken(service_id: str) -> dict[str, Any]:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app, "health_document", broken)
+    monkeypatch.setattr(health, "health_document", broken)
     response = invoke(load_event("rest-get.json"), context)
 
     assert response["statusCode"] == 500

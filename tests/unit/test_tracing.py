@@ -78,9 +78,9 @@ def test_traceparent_sets_parent(context: FakeLambdaContext, spans: SpanCapture)
 def test_error_status_on_5xx(
     context: FakeLambdaContext, spans: SpanCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app
+    import health
 
-    monkeypatch.setattr(app, "health_document", lambda service_id: 1 / 0)
+    monkeypatch.setattr(health, "health_document", lambda service_id: 1 / 0)
     invoke(load_event("rest-get.json"), context)
     (span,) = spans.finished()
     assert span.status.status_code is StatusCode.ERROR

@@ -198,7 +198,10 @@ def layer_size(requirements: list[Path]) -> dict[str, Any]:
         entries = {p.name: _du(p) if p.is_dir() else p.stat().st_size for p in target.iterdir()}
         du = subprocess.run(["du", "-sk", str(target)], capture_output=True, text=True, check=False)
         return {
-            "command": " ".join(cmd).replace(str(target), "<tmp>/python"),
+            "command": " ".join(cmd)
+            .replace(str(target), "<tmp>/python")
+            .replace(sys.executable, "python")
+            .replace(f"{REPO}/", ""),
             "bytes": sum(entries.values()),
             "du_kib": int(du.stdout.split()[0]) if du.returncode == 0 else None,
             "entries": dict(sorted(entries.items(), key=lambda kv: kv[1], reverse=True)),

@@ -1,42 +1,21 @@
 """The health answer alone, without any observability: what every benchmarked handler returns.
 
-The same document and status codes as functions/healthz/app.py (draft-inadarei-api-health-check),
-with nothing but the standard library: the benchmark's floor.
+The same document (imported from functions/healthz/health.py) and status codes as
+functions/healthz/app.py, with nothing but the standard library: the benchmark's floor.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from datetime import UTC, datetime
+import sys
+from pathlib import Path
 from typing import Any
 
-VERSION = "1.0.0"
-HEALTH_CONTENT_TYPE = "application/health+json"
-_STARTED = time.monotonic()  # this execution environment's cold start
-
-
-def health_document(service_id: str) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {
-        "status": "pass",
-        "version": VERSION,
-        "releaseId": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        "serviceId": service_id,
-        "description": "health of the healthz Lambda function",
-        "checks": {
-            "uptime": [
-                {
-                    "componentType": "system",
-                    "observedValue": round(time.monotonic() - _STARTED, 3),
-                    "observedUnit": "s",
-                    "status": "pass",
-                    "time": now,
-                }
-            ]
-        },
-    }
+# The real function's health document (functions/healthz/health.py, standard library only), so
+# that every configuration answers with the same code.
+sys.path.append(str(Path(__file__).resolve().parents[4] / "functions" / "healthz"))
+from health import HEALTH_CONTENT_TYPE, health_document
 
 
 def _answer(status: int, content_type: str, body: str, **headers: str) -> dict[str, Any]:

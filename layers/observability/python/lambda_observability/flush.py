@@ -59,8 +59,15 @@ class Exporter:
         if not self._lock.acquire(timeout=max(budget_seconds, 0.0)):
             return
         try:
+            if not self._settings.pushgateway_url:
+                self._export_spans(deadline)
+                return
+            # Both backends at once: the invocation pays the slower of the two, not their sum,
+            # and a slow collector cannot eat the push's share of the deadline.
+            pusher = threading.Thread(target=self._push_metrics, args=(deadline,), daemon=True)
+            pusher.start()
             self._export_spans(deadline)
-            self._push_metrics(deadline)
+            pusher.join(max(deadline - time.monotonic(), 0.0))
         finally:
             self._lock.release()
 

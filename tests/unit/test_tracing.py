@@ -197,3 +197,25 @@ def test_sampler_from_environment() -> None:
     lines = _run_fresh({"OTEL_TRACES_SAMPLER": "always_off"}, "rest-get.json")
     assert not [line for line in lines if "kind" in line]
     assert [line for line in lines if line.get("message") == "request completed"]
+
+
+def test_unknown_methods_are_reported_as_other(
+    context: FakeLambdaContext, spans: SpanCapture
+) -> None:
+    event = load_event("rest-get.json")
+    event["httpMethod"] = "BREW"
+    before = metrics.value(
+        "http_server_request_duration_seconds_count",
+        {"method": "_OTHER", "route": "/healthz", "status_code": "405"},
+    )
+    invoke(event, context)
+    (span,) = spans.finished()
+    attributes = dict(span.attributes or {})
+    assert span.name == "_OTHER /healthz"
+    assert attributes["http.request.method"] == "_OTHER"
+    assert attributes["http.request.method_original"] == "BREW"
+    after = metrics.value(
+        "http_server_request_duration_seconds_count",
+        {"method": "_OTHER", "route": "/healthz", "status_code": "405"},
+    )
+    assert after == (before or 0) + 1

@@ -14,6 +14,12 @@ from opentelemetry.propagators.textmap import Getter
 
 REST = "rest"
 HTTP = "http"
+# Semantic conventions: any other method is reported as _OTHER, which also keeps the metric's
+# method label from growing without bound on hostile input.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD = "_OTHER"
 
 
 def api_gateway_kind(event: object) -> str | None:
@@ -85,6 +91,11 @@ def parse(event: object) -> HttpRequest | None:
         request_id=_text(context.get("requestId")),
         headers=headers,
     )
+
+
+def normalized_method(method: str) -> str:
+    upper = method.upper()
+    return upper if upper in KNOWN_METHODS else OTHER_METHOD
 
 
 def status_code(response: object) -> int | None:

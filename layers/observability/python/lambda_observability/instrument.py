@@ -85,7 +85,7 @@ class Instrumentation:
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
         REQUEST_DURATION.labels(
-            method=request.method,
+            method=http_event.normalized_method(request.method),
             route=request.route or _UNSET_ROUTE,
             status_code=str(status or 0),
         ).observe(duration)
@@ -109,7 +109,8 @@ def _parent_context(request: http_event.HttpRequest | None) -> Context | None:
 def _span_name(request: http_event.HttpRequest | None, context: Any) -> str:
     if request is None:
         return str(getattr(context, "function_name", "invocation"))
-    return f"{request.method} {request.route}" if request.route else request.method
+    method = http_event.normalized_method(request.method)
+    return f"{method} {request.route}" if request.route else method
 
 
 def _span_attributes(
@@ -127,7 +128,10 @@ def _span_attributes(
         attributes["cloud.account.id"] = parts[4]
     if request is not None:
         # Path only, never the query string: tokens travel there.
-        attributes["http.request.method"] = request.method
+        method = http_event.normalized_method(request.method)
+        attributes["http.request.method"] = method
+        if method != request.method:
+            attributes["http.request.method_original"] = request.method
         attributes["url.path"] = request.path
         if request.route:
             attributes["http.route"] = request.route

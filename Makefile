@@ -21,7 +21,8 @@ venv: $(STAMP) $(CHECKOV)
 $(STAMP): requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements-dev.lock
+	# Compiled to bytecode as pip (and the image) would: the first cold start must not compile.
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements-dev.lock
 	touch $@
 
 # checkov's pins conflict with aws-sam-cli's: it gets a venv of its own (tests/deploy use it).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,33 @@ def test_pushes_reuse_one_connection_and_survive_a_dropped_one(gateway: Pushgate
         with pytest.raises(OSError, match="401"):
             push(proxy.url, "keepalive", timeout=2)
     assert len(_groups(gateway, job="keepalive")) == 1
+
+
+def test_a_span_export_failure_is_in_the_same_invocations_push(gateway: Pushgateway) -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lambda_observability import metrics
+    from lambda_observability.config import Settings
+    from lambda_observability.failures import FailureReporter
+    from lambda_observability.flush import Exporter
+    from lambda_observability.instrument import instrumentation
+
+    class SlowFailing(InMemorySpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            time.sleep(0.2)  # the concurrent push has long read the registry by now
+            return SpanExportResult.FAILURE
+
+    tracing = instrumentation().tracing
+    with tracing.tracer.start_as_current_span("lost"):
+        pass
+    tracing.use_exporter(SlowFailing())
+    settings = Settings("healthz", gateway.url, "failcount", 1.0, None)
+    try:
+        Exporter(settings, tracing, FailureReporter()).export(budget_seconds=2.0)
+    finally:
+        tracing.use_exporter(None)
+        tracing.queue.drain()
+    local = metrics.value("telemetry_export_failures_total", {"backend": "otlp"})
+    (group,) = _groups(gateway, job="failcount").values()
+    assert _value(group["telemetry_export_failures_total"], backend="otlp") == local

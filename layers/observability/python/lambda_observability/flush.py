@@ -66,19 +66,24 @@ class Exporter:
             # and a slow collector cannot eat the push's share of the deadline.
             pusher = threading.Thread(target=self._push_metrics, args=(deadline,), daemon=True)
             pusher.start()
-            self._export_spans(deadline)
+            spans_ok = self._export_spans(deadline)
             pusher.join(max(deadline - time.monotonic(), 0.0))
+            if not spans_ok:
+                # The push may have read the registry before the span export's failure was
+                # counted: push again so that telemetry_export_failures_total is current.
+                self._push_metrics(deadline)
         finally:
             self._lock.release()
 
-    def _export_spans(self, deadline: float) -> None:
+    def _export_spans(self, deadline: float) -> bool:
         remaining = deadline - time.monotonic()
         try:
             self._tracing.export(remaining)
         except Exception as error:
             self._reporter.failed("otlp", error)
-        else:
-            self._reporter.succeeded("otlp")
+            return False
+        self._reporter.succeeded("otlp")
+        return True
 
     def _push_metrics(self, deadline: float) -> None:
         url = self._settings.pushgateway_url

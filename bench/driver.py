@@ -18,10 +18,10 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from bench.configs import REPO, TEMPLATE
+from stack._proc import Service
 
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
@@ -187,7 +187,7 @@ class LocalRT:
         self._log_file.close()
 
 
-class FaultProxyProcess:
+class FaultProxyProcess(Service):
     """``python -m stack.faultproxy`` in front of a target, switched over its control API."""
 
     def __init__(self, target: str, workdir: Path) -> None:
@@ -218,14 +218,3 @@ class FaultProxyProcess:
     def stop(self) -> None:
         _stop(self.proc)
         self._log_file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

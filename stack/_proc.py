@@ -12,8 +12,31 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 HOST = "127.0.0.1"  # every component listens on loopback only
+
+
+class Service:
+    """Started on ``with`` entry, stopped on exit: every piece of the stack works the same way."""
+
+    def start(self) -> Self:
+        return self
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class StackError(RuntimeError):

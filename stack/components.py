@@ -16,10 +16,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from stack._proc import HOST, ManagedProcess, StackError, find_binary, free_port, http_ok
+from stack._proc import HOST, ManagedProcess, Service, StackError, find_binary, free_port, http_ok
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROMETHEUS_YML = CONFIG_DIR / "prometheus.yml"
@@ -35,7 +34,7 @@ def _get_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = N
         return json.load(resp)
 
 
-class _Component:
+class _Component(Service):
     """Start/stop bookkeeping shared by the components."""
 
     name = "component"
@@ -73,17 +72,6 @@ class _Component:
         if self.process is not None:
             self.process.stop()
             self.process = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ---------------------------------------------------------------------------
@@ -138,9 +126,6 @@ class Pushgateway(_Component):
     def start(self) -> Self:
         self.port = self._start_on(self.port)
         return self
-
-    def __enter__(self) -> Self:
-        return self.start()
 
     def groups(self) -> list[dict[str, Any]]:
         """The gateway's groups as `GET /api/v1/metrics` lists them."""
@@ -214,9 +199,6 @@ class Prometheus(_Component):
     def start(self) -> Self:
         self.port = self._start_on(self.port)
         return self
-
-    def __enter__(self) -> Self:
-        return self.start()
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; returns `data`, raises StackError on an API error."""
@@ -345,9 +327,6 @@ class OtlpReceiverProcess(_Component):
                 self.http_port = int(info["http_port"])
                 return True
         return False
-
-    def __enter__(self) -> Self:
-        return self.start()
 
     def spans(self, **filters: str) -> list[dict[str, Any]]:
         """Spans received so far (filters: trace_id, name, span_id, parent_span_id)."""

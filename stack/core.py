@@ -6,14 +6,13 @@ import atexit
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from stack._proc import StackError
+from stack._proc import Service, StackError
 from stack.components import OtlpReceiverProcess, Prometheus, Pushgateway, Sample
 
 
-class Stack:
+class Stack(Service):
     """The local observability stack.
 
         with Stack() as s:          # every port 0: free ports chosen automatically
@@ -88,17 +87,6 @@ class Stack:
     def _remove_workdir(self) -> None:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- addresses
     @property

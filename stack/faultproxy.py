@@ -73,8 +73,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Self
+
+from stack._proc import Service
 
 MODES = ("pass", "delay", "refuse", "blackhole", "slow", "trickle", "status", "malformed")
 MALFORMED_KINDS = ("garbage", "truncated", "close")
@@ -141,7 +143,7 @@ def _require_loopback(host: str, what: str) -> None:
     raise FaultProxyError(f"{what} must be a loopback address, not {host!r}")
 
 
-class FaultProxy:
+class FaultProxy(Service):
     """The proxy; a context manager (``start`` on enter, ``stop`` on exit). Thread-safe."""
 
     def __init__(
@@ -217,17 +219,6 @@ class FaultProxy:
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- addresses and state ------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,6 +41,8 @@ from opentelemetry.proto.collector.trace.v1 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from stack._proc import Service
 
 HOST = "127.0.0.1"  # loopback only: this is a test double, never a shared service
 DEFAULT_GRPC_PORT = 4317
@@ -336,7 +338,7 @@ class _HttpServer(ThreadingHTTPServer):
 # the receiver
 
 
-class OtlpReceiver:
+class OtlpReceiver(Service):
     """OTLP/gRPC + OTLP/HTTP trace receiver; port 0 picks a free port."""
 
     def __init__(
@@ -436,17 +438,6 @@ class OtlpReceiver:
             self._grpc_server.stop(grace=0.5).wait(timeout=5)
             self._grpc_server = None
         self.store.close()
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ---------------------------------------------------------------------------

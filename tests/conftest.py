@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from stack.components import Pushgateway
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -23,3 +28,16 @@ for _name in ("PUSHGATEWAY_URL", "PUSHGATEWAY_AUTH_SECRET_ARN", "OTEL_EXPORTER_O
 def load_event(name: str) -> dict[str, object]:
     loaded: dict[str, object] = json.loads((EVENTS / name).read_text())
     return loaded
+
+
+@pytest.fixture(scope="session")
+def _pushgateway_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgateway]:
+    with Pushgateway(tmp_path_factory.mktemp("pushgateway")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def pushgateway(_pushgateway_session: Pushgateway) -> Pushgateway:
+    """A real Pushgateway on a loopback port, shared by the session and emptied for each test."""
+    _pushgateway_session.wipe()
+    return _pushgateway_session

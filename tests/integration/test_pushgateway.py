@@ -20,22 +20,10 @@ from tests.integration.direct import run_environment
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgateway]:
-    with Pushgateway(tmp_path_factory.mktemp("pushgateway")) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def gateway(pushgateway: Pushgateway) -> Pushgateway:
-    pushgateway.wipe()
-    return pushgateway
-
-
-def _groups(gateway: Pushgateway, job: str = "healthz") -> dict[str, dict[str, Any]]:
+def _groups(pushgateway: Pushgateway, job: str = "healthz") -> dict[str, dict[str, Any]]:
     """instance label -> metric family name -> family, for one job."""
     out: dict[str, dict[str, Any]] = {}
-    for group in gateway.groups():
+    for group in pushgateway.groups():
         labels = group["labels"]
         if labels.get("job") == job:
             out[labels["instance"]] = {k: v for k, v in group.items() if k != "labels"}
@@ -49,14 +37,14 @@ def _value(family: dict[str, Any], **labels: str) -> float:
     raise AssertionError(f"no sample with {labels} in {family}")
 
 
-def test_each_environment_pushes_its_own_group(gateway: Pushgateway) -> None:
-    env = {"PUSHGATEWAY_URL": gateway.url}
+def test_each_environment_pushes_its_own_group(pushgateway: Pushgateway) -> None:
+    env = {"PUSHGATEWAY_URL": pushgateway.url}
     first = run_environment(env, ["rest-get.json"] * 3)
     second = run_environment(env, ["rest-get.json"] * 4 + ["rest-post.json"])
     assert [r["statusCode"] for r in first.responses] == [200] * 3
     assert [r["statusCode"] for r in second.responses] == [200] * 4 + [405]
 
-    groups = _groups(gateway)
+    groups = _groups(pushgateway)
     assert len(groups) == 2  # never overwriting each other
     calls = sorted(_value(g["healthz_calls_total"]) for g in groups.values())
     assert calls == [3.0, 4.0]
@@ -78,22 +66,24 @@ def test_each_environment_pushes_its_own_group(gateway: Pushgateway) -> None:
     )
 
 
-def test_instance_label_matches_the_span_resource(gateway: Pushgateway) -> None:
+def test_instance_label_matches_the_span_resource(pushgateway: Pushgateway) -> None:
     run = run_environment(
-        {"PUSHGATEWAY_URL": gateway.url, "OTEL_TRACES_EXPORTER": "console"}, ["rest-get.json"]
+        {"PUSHGATEWAY_URL": pushgateway.url, "OTEL_TRACES_EXPORTER": "console"}, ["rest-get.json"]
     )
     (span,) = [line for line in run.logs if "resource" in line]
-    (instance,) = _groups(gateway)
+    (instance,) = _groups(pushgateway)
     assert span["resource"]["attributes"]["service.instance.id"] == instance
 
 
-def test_job_is_configurable(gateway: Pushgateway) -> None:
-    run_environment({"PUSHGATEWAY_URL": gateway.url, "PUSHGATEWAY_JOB": "other"}, ["rest-get.json"])
-    assert len(_groups(gateway, job="other")) == 1
-    assert _groups(gateway) == {}
+def test_job_is_configurable(pushgateway: Pushgateway) -> None:
+    run_environment(
+        {"PUSHGATEWAY_URL": pushgateway.url, "PUSHGATEWAY_JOB": "other"}, ["rest-get.json"]
+    )
+    assert len(_groups(pushgateway, job="other")) == 1
+    assert _groups(pushgateway) == {}
 
 
-def test_pushgateway_down_then_back_catches_up(gateway: Pushgateway) -> None:
+def test_pushgateway_down_then_back_catches_up(pushgateway: Pushgateway) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -137,8 +127,8 @@ def auth_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgatew
     config.write_text(f"basic_auth_users:\n  pusher: {hashed}\n")
     with Pushgateway(
         workdir, web_config_file=config, basic_auth=("pusher", "push-pass-9f2")
-    ) as gateway:
-        yield gateway
+    ) as pushgateway:
+        yield pushgateway
 
 
 def _create_secret(endpoint: str, name: str, value: dict[str, str]) -> str:
@@ -196,11 +186,11 @@ def test_wrong_credentials_are_contained_and_not_logged(
 # --- the push client: one kept-alive connection, recovered when the server drops it
 
 
-def test_pushes_reuse_one_connection_and_survive_a_dropped_one(gateway: Pushgateway) -> None:
+def test_pushes_reuse_one_connection_and_survive_a_dropped_one(pushgateway: Pushgateway) -> None:
     from lambda_observability.metrics import push
     from stack.faultproxy import FaultProxy
 
-    with FaultProxy(gateway.url) as proxy:
+    with FaultProxy(pushgateway.url) as proxy:
         for _ in range(5):
             push(proxy.url, "keepalive", timeout=2)
         assert proxy.stats()["connections"] == 1
@@ -211,10 +201,10 @@ def test_pushes_reuse_one_connection_and_survive_a_dropped_one(gateway: Pushgate
         proxy.status(401)
         with pytest.raises(OSError, match="401"):
             push(proxy.url, "keepalive", timeout=2)
-    assert len(_groups(gateway, job="keepalive")) == 1
+    assert len(_groups(pushgateway, job="keepalive")) == 1
 
 
-def test_a_span_export_failure_is_in_the_same_invocations_push(gateway: Pushgateway) -> None:
+def test_a_span_export_failure_is_in_the_same_invocations_push(pushgateway: Pushgateway) -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -233,12 +223,12 @@ def test_a_span_export_failure_is_in_the_same_invocations_push(gateway: Pushgate
     with tracing.tracer.start_as_current_span("lost"):
         pass
     tracing.use_exporter(SlowFailing())
-    settings = Settings("healthz", gateway.url, "failcount", 1.0, None)
+    settings = Settings("healthz", pushgateway.url, "failcount", 1.0, None)
     try:
         Exporter(settings, tracing, FailureReporter()).export(budget_seconds=2.0)
     finally:
         tracing.use_exporter(None)
         tracing.queue.drain()
     local = metrics.value("telemetry_export_failures_total", {"backend": "otlp"})
-    (group,) = _groups(gateway, job="failcount").values()
+    (group,) = _groups(pushgateway, job="failcount").values()
     assert _value(group["telemetry_export_failures_total"], backend="otlp") == local

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -16,7 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stack import Pushgateway  # noqa: E402 (needs the path above)
 
 JANITOR_PATH = REPO / "functions" / "pushgateway_janitor" / "app.py"  # also in the tests
 
@@ -30,16 +28,3 @@ def janitor() -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses resolve their module by name
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def _pushgateway_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgateway]:
-    with Pushgateway(tmp_path_factory.mktemp("pushgateway")) as pg:
-        yield pg
-
-
-@pytest.fixture
-def pushgateway(_pushgateway_session: Pushgateway) -> Pushgateway:
-    """A shared real Pushgateway, emptied for each test."""
-    _pushgateway_session.wipe()
-    return _pushgateway_session

@@ -227,3 +227,30 @@ def test_secret_error_names_the_cause_type_only(aws: None) -> None:
         ).credentials()
     assert str(error.value).startswith("cannot read secret arn:aws:secretsmanager:")
     assert "GetParameterError (ResourceNotFoundException)" in str(error.value)
+
+
+def test_dropped_spans_are_logged_rate_limited_and_counted(logs: LogCapture) -> None:
+    from lambda_observability.tracing import Tracing, build_resource
+
+    class Failing(InMemorySpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.FAILURE
+
+    tracing = Tracing(build_resource("healthz", None), queue_size=2)
+    tracing.use_exporter(Failing())
+    clock = FakeClock()
+    exporter = Exporter(_settings(None), tracing, FailureReporter(clock=clock))
+    before = metrics.value("otel_spans_dropped_total") or 0.0
+    for round_ in range(3):
+        for _ in range(5):
+            with tracing.tracer.start_as_current_span(f"span-{round_}"):
+                pass
+        exporter.export(budget_seconds=1.0)
+        clock.now += 1
+    # 15 spans into a queue of 2 that never empties: 13 dropped, all counted...
+    assert metrics.value("otel_spans_dropped_total") == before + 13
+    # ...and one warning for the interval, not one per export.
+    (warning,) = [line for line in logs.lines() if line["message"].startswith("spans dropped")]
+    assert warning["level"] == "WARNING"
+    assert warning["dropped_since_last_warning"] == 3
+    assert warning["dropped_total"] == before + 3

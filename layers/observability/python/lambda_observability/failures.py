@@ -14,6 +14,7 @@ from .logs import logger
 from .metrics import EXPORT_FAILURES
 
 LOG_INTERVAL_SECONDS = 60.0
+_DROPS = "spans_dropped"  # rate-limit key of the dropped-spans warning
 
 
 class FailureReporter:
@@ -25,6 +26,7 @@ class FailureReporter:
         self._lock = threading.Lock()
         self._last_logged: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        self._dropped_unreported = 0
 
     def failed(self, backend: str, error: BaseException | str) -> None:
         EXPORT_FAILURES.labels(backend=backend).inc()
@@ -53,6 +55,21 @@ class FailureReporter:
         logger.info(
             "telemetry export recovered",
             extra={"backend": backend, "suppressed_since_last_warning": suppressed},
+        )
+
+    def spans_dropped(self, count: int, total: float) -> None:
+        """Spans lost to a full queue (already counted in otel_spans_dropped_total)."""
+        now = self._clock()
+        with self._lock:
+            self._dropped_unreported += count
+            last = self._last_logged.get(_DROPS)
+            if last is not None and now - last < self._interval:
+                return
+            dropped, self._dropped_unreported = self._dropped_unreported, 0
+            self._last_logged[_DROPS] = now
+        logger.warning(
+            "spans dropped: export queue full",
+            extra={"dropped_since_last_warning": dropped, "dropped_total": total},
         )
 
 

@@ -23,7 +23,7 @@ from .config import Settings
 from .extension import ExtensionClient
 from .failures import FailureReporter
 from .logs import logger
-from .metrics import push
+from .metrics import SPANS_DROPPED, push, total
 from .secrets import BasicAuthSecret
 from .shutdown import install as install_sigterm_flush
 from .tracing import Tracing
@@ -48,6 +48,7 @@ class Exporter:
         self._tracing = tracing
         self._reporter = reporter
         self._lock = threading.Lock()  # the extension thread and the SIGTERM flush may overlap
+        self._dropped_seen = total(SPANS_DROPPED)
         self._secret = (
             BasicAuthSecret(settings.pushgateway_auth_secret_arn, settings.pushgateway_timeout)
             if settings.pushgateway_auth_secret_arn
@@ -81,9 +82,15 @@ class Exporter:
             self._tracing.export(remaining)
         except Exception as error:
             self._reporter.failed("otlp", error)
-            return False
-        self._reporter.succeeded("otlp")
-        return True
+            ok = False
+        else:
+            self._reporter.succeeded("otlp")
+            ok = True
+        dropped = total(SPANS_DROPPED)
+        if dropped > self._dropped_seen:
+            self._reporter.spans_dropped(int(dropped - self._dropped_seen), dropped)
+            self._dropped_seen = dropped
+        return ok
 
     def _push_metrics(self, deadline: float) -> None:
         url = self._settings.pushgateway_url

@@ -1,6 +1,8 @@
 # The two commands: `make run` serves http://127.0.0.1:3000/healthz, `make test` runs every check.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.13 || echo /root/.pyenv/versions/3.13.0/bin/python3.13)
+# Python 3.13 from PATH (pyenv's shim, the system's, a CI image's); PYTHON=... to choose another.
+PYTHON ?= $(shell command -v python3.13)
+NO_PYTHON := Python 3.13 not found on PATH: install it or pass PYTHON=/path/to/python3.13
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +12,7 @@ EVENT ?= events/rest-get.json
 ENV_VARS ?=
 SOAK_SECONDS ?= 60
 
-.PHONY: venv lock run invoke stack test lint typecheck validate bench soak clean
+.PHONY: venv prereqs lock run invoke stack test lint typecheck validate bench soak clean
 
 CHECKOV_VENV := .tools/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
@@ -19,6 +21,7 @@ venv: $(STAMP) $(CHECKOV)
 
 # requirements-dev.lock pins everything requirements-dev.txt pulls in (`make lock` renews it).
 $(STAMP): requirements-dev.lock
+	$(if $(wildcard $(BIN)/python)$(PYTHON),,$(error $(NO_PYTHON)))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	# Compiled to bytecode as pip (and the image) would: the first cold start must not compile.
@@ -27,8 +30,13 @@ $(STAMP): requirements-dev.lock
 
 # checkov's pins conflict with aws-sam-cli's: it gets a venv of its own (tests/deploy use it).
 $(CHECKOV): | $(STAMP)
-	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(BIN)/python -m venv $(CHECKOV_VENV)
 	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python checkov==3.3.30
+
+# The Debian packages whose binaries the tests start (prometheus-pushgateway, prometheus,
+# promtool): installed when missing if run as root with apt-get, else one line says what to install.
+prereqs:
+	@$(SHELL) scripts/prereqs.sh
 
 # Re-pin after changing a requirements file: the image's lock (hashes, Lambda's platform) and
 # the development lock.
@@ -47,16 +55,16 @@ invoke: venv
 	$(BIN)/python -m localrt invoke -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
 # A real Pushgateway and Prometheus plus an OTLP receiver, on loopback ports; Ctrl-C stops them.
-stack: venv
+stack: prereqs venv
 	$(BIN)/python -m stack up
 
 # Peers side by side under localrt; writes bench/results/latest.{md,png,json}. Not part of `make test`.
-bench: venv
+bench: prereqs venv
 	$(BIN)/python -m bench
 
 # Bounded load (SOAK_SECONDS) through localrt at CONCURRENCY against the real stack; exits 1 on
 # any 5xx, lost count, memory growth or descriptor leak. A 10 s version runs in `make test`.
-soak: venv
+soak: prereqs venv
 	$(BIN)/python -m soak --seconds $(SOAK_SECONDS) --concurrency $(CONCURRENCY)
 
 lint: venv
@@ -71,7 +79,7 @@ typecheck: venv
 validate: venv
 	$(BIN)/sam validate --lint
 
-test: venv lint typecheck
+test: prereqs venv lint typecheck
 	$(BIN)/python -m pytest
 
 clean:

@@ -18,13 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.exposition import generate_latest
 
 import app
-from lambda_observability import logger
+from lambda_observability import logger, metrics
 from lambda_observability.instrument import instrumentation
 from tests.conftest import load_event
 from tests.security import planted
@@ -269,14 +271,84 @@ def test_hostile_trace_headers_never_corrupt_trace_context(
     assert ids == {(format(trace_id, "032x"), format(span_id, "016x"))}
 
 
-def test_huge_headers_are_answered() -> None:
-    event: dict[str, Any] = load_event("http-api-get.json")
-    event["headers"] = {f"x-big-{i}": "v" * 8_000 for i in range(64)} | planted.HEADERS
-    event["headers"]["user-agent"] = "u" * 100_000
+HUGE = 100_000
+
+
+def _huge_event(shape: str, where: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """An event with 100 KB values in the fields ``http_event.parse`` reads for its shape
+    (REST: ``requestContext.identity``, ``httpMethod``, ``path``; HTTP API:
+    ``requestContext.http``), plus 512 KB of headers it never reads. Each value has a filler
+    of its own, so that any copy of it can be traced to its field."""
+    values = {
+        "user_agent": "u" * HUGE,
+        "source_ip": "1" * HUGE,
+        "path": "/" + "p" * HUGE,
+        "method": "M" * HUGE,
+    }
+    event: dict[str, Any] = load_event("rest-get.json" if shape == "rest" else "http-api-get.json")
+    # A User-Agent header too: the layer prefers requestContext's, so this one is never read.
+    event["headers"] = (
+        {f"x-big-{i}": "h" * 8_000 for i in range(64)} | {"User-Agent": "h" * HUGE}
+    ) | planted.HEADERS
+    if shape == "rest":
+        read = event["requestContext"]["identity"]
+        read["userAgent"], read["sourceIp"] = values["user_agent"], values["source_ip"]
+        if where == "route":
+            event["httpMethod"], event["path"] = values["method"], values["path"]
+    else:
+        read = event["requestContext"]["http"]
+        read["userAgent"], read["sourceIp"] = values["user_agent"], values["source_ip"]
+        if where == "route":
+            read["method"], read["path"] = values["method"], values["path"]
+            event["rawPath"] = values["path"]
+    if where != "route":
+        values["method"], values["path"] = "GET", "/healthz"
+    return event, values
+
+
+@pytest.mark.parametrize("where", ["client", "route"])
+@pytest.mark.parametrize("shape", ["rest", "http"])
+def test_huge_values_where_the_layer_reads_them(shape: str, where: str) -> None:
+    """The layer does not truncate: it puts the user agent, source IP, path and method it read
+    whole into every log line of the invocation (as keys) and into the span (as attributes),
+    as they came. Nothing else of the event reaches them (the headers it does not read, the
+    query), the response never echoes them, and the pushed metrics' labels stay bounded (the
+    method becomes ``_OTHER``, the route is the configured one)."""
+    event, values = _huge_event(shape, where)
     response, lines, spans = invoke(event)
-    assert response["statusCode"] == 200
+
+    assert_well_formed(response)
+    assert response["statusCode"] == (200 if where == "client" else 404)
+    assert len(json.dumps(response)) < 2_000  # nothing of the request is echoed
+
     assert_clean_logs(lines)
-    assert_valid_trace(spans)
+    records = [json.loads(line) for line in lines]
+    assert {r["message"] for r in records} >= {"request completed"}
+    promised = sum(len(v) for v in values.values())
+    for line, record in zip(lines, records, strict=True):
+        # Whole values, as read, on every line: no truncation, and each at most once.
+        assert record["user_agent"] == values["user_agent"]
+        assert record["source_ip"] == values["source_ip"]
+        assert record["path"] == values["path"]
+        assert record["http_method"] == values["method"]
+        assert len(line) < promised + 2_000
+        assert "h" * 1_000 not in line  # the unread headers never reach a log line
+
+    (span,) = spans
+    attributes = dict(span.attributes or {})
+    assert attributes["user_agent.original"] == values["user_agent"]
+    assert attributes["client.address"] == values["source_ip"]
+    assert attributes["url.path"] == values["path"]
+    if where == "route":
+        assert attributes["http.request.method"] == "_OTHER"
+        assert attributes["http.request.method_original"] == values["method"]
+    assert span.name == ("_OTHER /healthz" if where == "route" else "GET /healthz")
+    assert len(json.dumps(attributes)) < promised + 2_000
+    assert not any("h" * 1_000 in str(v) for v in attributes.values())
+
+    exposed = generate_latest(metrics.REGISTRY).decode()
+    assert max(len(line) for line in exposed.splitlines()) < 1_000
+    assert planted.leaks([response, *lines, attributes]) == []
 
 
 def test_null_and_non_dict_events_get_a_clear_400() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from stack.components import Pushgateway
+from tests.conftest import EVENTS, ROOT
 from tests.integration.direct import run_environment
 
 pytestmark = pytest.mark.integration
@@ -83,15 +87,106 @@ def test_job_is_configurable(pushgateway: Pushgateway) -> None:
     assert _groups(pushgateway) == {}
 
 
-def test_pushgateway_down_then_back_catches_up(pushgateway: Pushgateway) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    run = run_environment({"PUSHGATEWAY_URL": dead}, ["rest-get.json"] * 5)
-    assert [r["statusCode"] for r in run.responses] == [200] * 5
-    warnings = [line for line in run.logs if line["message"] == "telemetry export failed"]
-    assert len(warnings) == 1  # rate limited: not one per request
-    assert warnings[0]["backend"] == "pushgateway"
+# One environment driven an event at a time (``direct.run_environment`` runs a fixed list), so
+# that the test can take the Pushgateway down and bring it back between invocations.
+_STEPWISE = """
+import json, sys
+from tests.unit.conftest import FakeLambdaContext
+import app
+for i, line in enumerate(sys.stdin):
+    event = json.load(open(line.strip()))
+    response = app.handler(event, FakeLambdaContext(aws_request_id=f"req-{i}"))
+    print("RESPONSE " + json.dumps(response), file=sys.stderr, flush=True)
+"""
+
+
+class _Environment:
+    """One execution environment in a fresh interpreter; sync export, so when ``invoke``
+    returns, that invocation's push has been made (or has failed)."""
+
+    def __init__(self, pushgateway_url: str, log: Path) -> None:
+        env = {
+            "PATH": os.environ["PATH"],
+            "PYTHONPATH": os.pathsep.join(
+                [
+                    str(ROOT / "layers/observability/python"),
+                    str(ROOT / "functions/healthz"),
+                    str(ROOT),
+                ]
+            ),
+            "AWS_LAMBDA_FUNCTION_NAME": "healthz",
+            "AWS_REGION": "eu-west-1",
+            "OTEL_SERVICE_NAME": "healthz",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OBSERVABILITY_EXPORT_INTERVAL_SECONDS": "0",  # every invocation exports
+            "PUSHGATEWAY_URL": pushgateway_url,
+        }
+        self.log = log
+        self._stdout = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _STEPWISE],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=self._stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def invoke(self, event: str) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stderr is not None
+        self.process.stdin.write(f"{EVENTS / event}\n")
+        self.process.stdin.flush()
+        for line in self.process.stderr:
+            if line.startswith("RESPONSE "):
+                response: dict[str, Any] = json.loads(line.removeprefix("RESPONSE "))
+                return response
+        raise AssertionError(f"the environment exited: {self.process.wait()}")
+
+    def close(self) -> list[dict[str, Any]]:
+        """End the environment; its log lines."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+        self._stdout.close()
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_pushgateway_down_then_back_catches_up(tmp_path: Path) -> None:
+    # A Pushgateway of its own: this test stops it, and a restarted one starts empty, as a
+    # real one without persistence does.
+    with Pushgateway(tmp_path) as gateway:
+        environment = _Environment(gateway.url, tmp_path / "environment.log")
+        try:
+            for _ in range(2):
+                assert environment.invoke("rest-get.json")["statusCode"] == 200
+            ((instance, group),) = _groups(gateway).items()
+            assert _value(group["healthz_calls_total"]) == 2.0
+
+            gateway.stop()  # down: connection refused on its port
+            for _ in range(3):
+                assert environment.invoke("rest-get.json")["statusCode"] == 200
+
+            gateway.start()  # back, on the same port, with no groups
+            assert _groups(gateway) == {}
+            assert environment.invoke("rest-get.json")["statusCode"] == 200
+            # The next push carries the whole count, the calls made while it was down included.
+            after = _groups(gateway)
+            assert list(after) == [instance]
+            assert _value(after[instance]["healthz_calls_total"]) == 6.0
+            failures = after[instance]["telemetry_export_failures_total"]
+            assert _value(failures, backend="pushgateway") == 3.0
+            assert _value(after[instance]["lambda_cold_starts_total"]) == 1.0
+        finally:
+            logs = environment.close()
+    failed = [line for line in logs if line["message"] == "telemetry export failed"]
+    assert len(failed) == 1  # rate limited: not one per failed push
+    assert failed[0]["backend"] == "pushgateway"
+    assert failed[0]["suppressed_since_last_warning"] == 0
+    (recovered,) = [line for line in logs if line["message"] == "telemetry export recovered"]
+    assert recovered["backend"] == "pushgateway"
+    assert recovered["suppressed_since_last_warning"] == 2
 
 
 # --- basic auth, with the credentials in Secrets Manager (moto's server, real AWS protocol)
@@ -192,15 +287,15 @@ def test_pushes_reuse_one_connection_and_survive_a_dropped_one(pushgateway: Push
 
     with FaultProxy(pushgateway.url) as proxy:
         for _ in range(5):
-            push(proxy.url, "keepalive", timeout=2)
+            push(proxy.url, "keepalive", time.monotonic() + 2)
         assert proxy.stats()["connections"] == 1
         proxy.refuse()  # the server goes away, closing the kept-alive connection
         proxy.passthrough()
-        push(proxy.url, "keepalive", timeout=2)  # reconnects instead of failing
+        push(proxy.url, "keepalive", time.monotonic() + 2)  # reconnects instead of failing
         assert proxy.stats()["connections"] == 2
         proxy.status(401)
         with pytest.raises(OSError, match="401"):
-            push(proxy.url, "keepalive", timeout=2)
+            push(proxy.url, "keepalive", time.monotonic() + 2)
     assert len(_groups(pushgateway, job="keepalive")) == 1
 
 
@@ -225,7 +320,7 @@ def test_a_span_export_failure_is_in_the_same_invocations_push(pushgateway: Push
     tracing.use_exporter(SlowFailing())
     settings = Settings("healthz", pushgateway.url, "failcount", 1.0, None)
     try:
-        Exporter(settings, tracing, FailureReporter()).export(budget_seconds=2.0)
+        Exporter(settings, tracing, FailureReporter()).export(time.monotonic() + 2.0)
     finally:
         tracing.use_exporter(None)
         tracing.queue.drain()

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
+
 from prometheus_client.exposition import generate_latest
 
 from lambda_observability import metrics
+from stack.components import Pushgateway
+from tests.conftest import ROOT
 
 
 def test_function_metrics_are_in_the_pushed_registry() -> None:
@@ -23,9 +31,51 @@ def test_function_metrics_are_in_the_pushed_registry() -> None:
         assert f"# TYPE {name.removesuffix('_total')}" in exposed
 
 
-def test_instance_id_is_stable_per_environment() -> None:
-    assert len(metrics.INSTANCE_ID) == 32
-    assert int(metrics.INSTANCE_ID, 16) >= 0
+def _instances(pushgateway: Pushgateway, job: str) -> list[str]:
+    return sorted(
+        g["labels"]["instance"] for g in pushgateway.groups() if g["labels"].get("job") == job
+    )
+
+
+def test_every_push_of_an_environment_has_the_same_instance(pushgateway: Pushgateway) -> None:
+    pushes = metrics.counter("instance_test_pushes_total", "Pushes made by this test.")
+    for n in range(1, 4):
+        pushes.inc()
+        metrics.push(pushgateway.url, "instance-test", time.monotonic() + 5)
+        # Still one group, this environment's: each push replaced it instead of adding one.
+        assert _instances(pushgateway, "instance-test") == [metrics.INSTANCE_ID]
+        (group,) = [g for g in pushgateway.groups() if g["labels"]["job"] == "instance-test"]
+        assert float(group["instance_test_pushes_total"]["metrics"][0]["value"]) == n
+    assert re.fullmatch(r"[0-9a-f]{32}", metrics.INSTANCE_ID)
+
+
+_COLD_START = """
+import sys, time
+from lambda_observability import metrics
+for _ in range(2):
+    metrics.push(sys.argv[1], "instance-test", time.monotonic() + 5)
+print(metrics.INSTANCE_ID)
+"""
+
+
+def test_a_cold_start_gets_a_new_instance(pushgateway: Pushgateway) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "layers/observability/python")}
+
+    def cold_start() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _COLD_START, pushgateway.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    first, second = cold_start(), cold_start()
+    assert len({first, second, metrics.INSTANCE_ID}) == 3
+    # Two pushes each, one group each: the id held for the whole of each environment.
+    assert _instances(pushgateway, "instance-test") == sorted([first, second])
 
 
 def test_total_reads_one_counter() -> None:

@@ -28,8 +28,9 @@ The modes (``FaultProxy.set_mode(mode, **params)`` sets any of them):
 ``refuse``      stop listening (and reset open connections): ``ConnectionRefusedError``
 ``blackhole``   accept and read the request, never answer (held up to ``hold_s``, then closed)
 ``slow``        forward, but answer after ``slow_ms`` (default 10 s): beyond any sane timeout
-``trickle``     forward, then send the answer one byte every ``trickle_ms``: a per-read
-                socket timeout never fires, only a total deadline stops the client
+``trickle``     forward, then send the answer (status line and headers too) one byte every
+                ``trickle_ms``: a per-read socket timeout never fires, only a total
+                deadline stops the client
 ``status``      answer ``status`` (e.g. 500, 401, 403, 429) with a short text body, without
                 forwarding; ``headers`` adds response headers (``Retry-After``, ...)
 ``malformed``   ``malformed="garbage"``: bytes that are not HTTP, then close;
@@ -506,18 +507,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         hold_s: float,
     ) -> None:
         proxy: FaultProxy = self.server
-        self.send_response_only(status, reason)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.flush()
+        # The whole answer, status line and headers included: a backend whose answer has no
+        # body (a Pushgateway PUT, an OTLP export) must trickle too.
+        head = [f"{self.protocol_version} {status} {reason}"]
+        head += [f"{key}: {value}" for key, value in headers]
+        head.append(f"Content-Length: {len(data)}")
+        answer = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
         end = time.monotonic() + hold_s
-        for i in range(len(data)):
-            if time.monotonic() > end or not proxy._wait(every):
+        for i in range(len(answer)):
+            if i and (time.monotonic() > end or not proxy._wait(every)):
                 self.close_connection = True
                 return
-            self.wfile.write(data[i : i + 1])
+            self.wfile.write(answer[i : i + 1])
             self.wfile.flush()
 
     def _malformed(self, kind: str) -> None:

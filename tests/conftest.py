@@ -20,6 +20,9 @@ os.environ.setdefault("AWS_LAMBDA_FUNCTION_VERSION", "7")
 os.environ.setdefault("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
 os.environ.setdefault("AWS_REGION", "eu-west-1")
 os.environ.setdefault("OTEL_SERVICE_NAME", "healthz")
+# In-process tests check what each invocation exports: export after every one of them. The
+# export policy has tests of its own (tests/unit/test_export_policy.py, tests/e2e).
+os.environ.setdefault("OBSERVABILITY_EXPORT_INTERVAL_SECONDS", "0")
 # Unit tests must never reach a real backend from a developer's shell.
 for _name in ("PUSHGATEWAY_URL", "PUSHGATEWAY_AUTH_SECRET_ARN", "OTEL_EXPORTER_OTLP_ENDPOINT"):
     os.environ.pop(_name, None)

@@ -44,6 +44,8 @@ def run_environment(env: dict[str, str], events: list[str], timeout: float = 60)
         "AWS_REGION": "eu-west-1",
         "OTEL_SERVICE_NAME": "healthz",
         "OTEL_TRACES_EXPORTER": "none",
+        # These tests check what each invocation exports (the policy is tested in tests/e2e).
+        "OBSERVABILITY_EXPORT_INTERVAL_SECONDS": "0",
         **env,
     }
     done = subprocess.run(

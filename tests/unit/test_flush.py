@@ -94,7 +94,7 @@ def test_pushgateway_refusing_is_contained(closed_port: int, logs: LogCapture) -
         _settings(f"http://127.0.0.1:{closed_port}"), instrumentation().tracing, FailureReporter()
     )
     before = _failures("pushgateway")
-    exporter.export(budget_seconds=2.0)
+    exporter.export(time.monotonic() + 2.0)
     assert _failures("pushgateway") == before + 1
     (warning,) = [line for line in logs.lines() if line["message"] == "telemetry export failed"]
     assert "Connection refused" in warning["error"] or "URLError" in warning["error"]
@@ -106,7 +106,7 @@ def test_pushgateway_blackhole_is_bounded_by_its_timeout(blackhole: int) -> None
     )
     before = _failures("pushgateway")
     started = time.monotonic()
-    exporter.export(budget_seconds=5.0)
+    exporter.export(time.monotonic() + 5.0)
     elapsed = time.monotonic() - started
     assert _failures("pushgateway") == before + 1
     # PUSHGATEWAY_TIMEOUT_SECONDS is 0.3 here; generous slack for a loaded machine.
@@ -118,7 +118,7 @@ def test_push_never_exceeds_the_remaining_budget(blackhole: int) -> None:
         _settings(f"http://127.0.0.1:{blackhole}"), instrumentation().tracing, FailureReporter()
     )
     before = _failures("pushgateway")
-    exporter.export(budget_seconds=0.0)
+    exporter.export(time.monotonic() + 0.0)
     assert _failures("pushgateway") == before + 1  # no time left: not attempted, but counted
 
 
@@ -134,14 +134,14 @@ def test_failed_span_export_keeps_spans_for_the_next_export(logs: LogCapture) ->
     tracing.use_exporter(Failing())
     before = _failures("otlp")
     try:
-        Exporter(_settings(None), tracing, FailureReporter()).export(budget_seconds=1.0)
+        Exporter(_settings(None), tracing, FailureReporter()).export(time.monotonic() + 1.0)
         assert _failures("otlp") == before + 1
-        assert len(tracing.queue) == 1
+        assert tracing.pending() == 1
         recovered = InMemorySpanExporter()
         tracing.use_exporter(recovered)
-        Exporter(_settings(None), tracing, FailureReporter()).export(budget_seconds=1.0)
+        Exporter(_settings(None), tracing, FailureReporter()).export(time.monotonic() + 1.0)
         assert [span.name for span in recovered.get_finished_spans()] == ["one"]
-        assert len(tracing.queue) == 0
+        assert tracing.pending() == 0
     finally:
         tracing.use_exporter(None)
 
@@ -215,7 +215,7 @@ def test_secret_failure_skips_the_push_and_is_counted(aws: None, closed_port: in
         FailureReporter(),
     )
     before_secrets, before_push = _failures("secrets"), _failures("pushgateway")
-    exporter.export(budget_seconds=1.0)
+    exporter.export(time.monotonic() + 1.0)
     assert _failures("secrets") == before_secrets + 1
     assert _failures("pushgateway") == before_push
 
@@ -245,7 +245,7 @@ def test_dropped_spans_are_logged_rate_limited_and_counted(logs: LogCapture) -> 
         for _ in range(5):
             with tracing.tracer.start_as_current_span(f"span-{round_}"):
                 pass
-        exporter.export(budget_seconds=1.0)
+        exporter.export(time.monotonic() + 1.0)
         clock.now += 1
     # 15 spans into a queue of 2 that never empties: 13 dropped, all counted...
     assert metrics.value("otel_spans_dropped_total") == before + 13

@@ -10,17 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from lambda_observability import metrics
+from lambda_observability.otlp import OtlpGrpcSpanExporter, OtlpHttpSpanExporter
 from lambda_observability.tracing import (
     QueueSpanProcessor,
-    bound_timeout,
     build_exporter,
-    exporter_name,
+    exporter_names,
 )
 from tests.conftest import ROOT, load_event
 from tests.unit.conftest import FakeLambdaContext, SpanCapture, invoke
@@ -118,37 +116,52 @@ def test_queue_is_bounded_and_counts_drops() -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "console"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp"),
-        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, "otlp"),
-        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}, "none"),
+        ({}, (["console"], [])),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, (["otlp"], [])),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, (["otlp"], [])),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}, ([], [])),
+        ({"OTEL_TRACES_EXPORTER": "otlp, console"}, (["otlp", "console"], [])),
+        ({"OTEL_TRACES_EXPORTER": "otlp,zipkin,jaeger"}, (["otlp"], ["zipkin", "jaeger"])),
     ],
 )
-def test_exporter_choice(env: Mapping[str, str], expected: str) -> None:
-    assert exporter_name(env) == expected
+def test_exporter_choice(env: Mapping[str, str], expected: tuple[list[str], list[str]]) -> None:
+    assert exporter_names(env) == expected
 
 
-def test_protocol_choice_builds_the_standard_exporters(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
-    assert isinstance(build_exporter(base), HttpExporter)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
-    grpc = build_exporter({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
-    assert isinstance(grpc, GrpcExporter)
-    assert isinstance(build_exporter({}), ConsoleSpanExporter)
-    assert build_exporter({"OTEL_TRACES_EXPORTER": "none"}) is None
+def test_protocol_choice_builds_the_bounded_exporters() -> None:
+    base = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318/"}
+    http = build_exporter("otlp", base)
+    assert isinstance(http, OtlpHttpSpanExporter)
+    assert http.endpoint == "http://127.0.0.1:4318/v1/traces"
+    grpc = build_exporter(
+        "otlp",
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        },
+    )
+    assert isinstance(grpc, OtlpGrpcSpanExporter)
+    assert isinstance(build_exporter("console", {}), ConsoleSpanExporter)
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
-        build_exporter({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
+        build_exporter("otlp", {**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
 
 
-def test_export_timeout_is_bounded_by_the_budget() -> None:
-    exporter = HttpExporter(endpoint="http://127.0.0.1:9/v1/traces", timeout=10)
-    bound_timeout(exporter, 0.2)
-    assert exporter._client._timeout == pytest.approx(0.2)
-    bound_timeout(exporter, 30)  # never above what was configured
-    assert exporter._client._timeout == pytest.approx(10)
-    grpc = GrpcExporter(endpoint="127.0.0.1:9", insecure=True, timeout=10)
-    bound_timeout(grpc, 0.3)
-    assert grpc._timeout == pytest.approx(0.3)
+def test_otlp_settings_come_from_the_standard_variables() -> None:
+    exporter = OtlpHttpSpanExporter(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://ignored:4318",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/custom/path",
+            "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t,x-tenant=a%20b",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "gzip",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2.5",
+        }
+    )
+    assert exporter.endpoint == "http://collector:4318/custom/path"
+    assert exporter.headers["api-key"] == "s3cr3t"
+    assert exporter.headers["x-tenant"] == "a b"
+    assert exporter.headers["content-encoding"] == "gzip"
+    assert exporter.timeout == 2.5
+    assert OtlpHttpSpanExporter({}).timeout == 0.5  # not the SDK's 10 s
 
 
 def _run_fresh(env: dict[str, str], event: str | Path) -> list[dict[str, object]]:

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_PUSH_TIMEOUT_SECONDS = 0.5
+# Chosen by measurement (bench/results/latest.md): see the README's export policy section.
+DEFAULT_EXPORT_INTERVAL_SECONDS = 10.0
+DEFAULT_EXPORT_SPARSE_GAP_SECONDS = 1.0
 EXPORT_MODES = ("auto", "async", "sync")
 
 
@@ -23,6 +26,8 @@ class Settings:
     pushgateway_auth_secret_arn: str | None
     export_mode: str = "auto"
     runtime_api: str | None = None
+    export_interval: float = DEFAULT_EXPORT_INTERVAL_SECONDS
+    export_sparse_gap: float = DEFAULT_EXPORT_SPARSE_GAP_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -43,6 +48,13 @@ class Settings:
             pushgateway_auth_secret_arn=env.get("PUSHGATEWAY_AUTH_SECRET_ARN") or None,
             export_mode=_choice(env.get("OBSERVABILITY_EXPORT_MODE"), EXPORT_MODES),
             runtime_api=env.get("AWS_LAMBDA_RUNTIME_API") or None,
+            export_interval=_non_negative_float(
+                env.get("OBSERVABILITY_EXPORT_INTERVAL_SECONDS"), DEFAULT_EXPORT_INTERVAL_SECONDS
+            ),
+            export_sparse_gap=_non_negative_float(
+                env.get("OBSERVABILITY_EXPORT_SPARSE_GAP_SECONDS"),
+                DEFAULT_EXPORT_SPARSE_GAP_SECONDS,
+            ),
         )
 
 
@@ -53,6 +65,15 @@ def _positive_float(raw: str | None, default: float) -> float:
     except ValueError:
         return default
     return value if value > 0 else default
+
+
+def _non_negative_float(raw: str | None, default: float) -> float:
+    # 0 is meaningful here (export after every invocation); a typo falls back to the default.
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 def _choice(raw: str | None, choices: tuple[str, ...]) -> str:

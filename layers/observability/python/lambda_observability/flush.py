@@ -1,6 +1,11 @@
 """Where telemetry leaves the environment: the one seam between an invocation and its export.
 
-Two modes, chosen at cold start by ``OBSERVABILITY_EXPORT_MODE`` (auto, async or sync):
+*When* (``ExportPolicy``): after every invocation while traffic is sparse, so that it shows at
+once; at most once per ``OBSERVABILITY_EXPORT_INTERVAL_SECONDS`` while invocations come often,
+so that the cost is paid once per interval and not once per call. Lambda bills the time an
+export takes after the response, and a frozen environment cannot export in the background.
+
+*Where* (``OBSERVABILITY_EXPORT_MODE``, auto, async or sync):
 
 - ``sync`` exports before the handler returns, because the environment may freeze right after.
   The client waits for it, within a bound.
@@ -9,14 +14,16 @@ Two modes, chosen at cold start by ``OBSERVABILITY_EXPORT_MODE`` (auto, async or
   environment running until the export is done (it counts as billed time).
 
 ``auto`` (the default) is async where the Extensions API answers and sync otherwise. Every
-backend call is bounded by the invocation's deadline, and every failure is contained here:
-reported, counted, never raised into the handler.
+backend call ends by a hard deadline (``http_client``), and every failure is contained here:
+reported, counted, never raised into the handler. SIGTERM gets a final export of everything.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from .config import Settings
@@ -32,22 +39,65 @@ from .tracing import Tracing
 DEADLINE_MARGIN_SECONDS = 0.05
 # Lambda gives the runtime 500 ms between SIGTERM and SIGKILL when internal extensions exist.
 SHUTDOWN_BUDGET_SECONDS = 0.4
+# The extension loop's backoff after the Extensions API failed (it must keep asking).
+RETRY_BACKOFF_SECONDS = (0.01, 0.05, 0.2, 1.0)
+# Gaps between invocations that the policy averages to tell sparse from busy traffic.
+GAP_WINDOW = 10
 
 
 class Flush(Protocol):
     mode: str
+    policy: ExportPolicy
 
     def after_invocation(self, request_id: str, remaining_seconds: float) -> None: ...
 
 
+class ExportPolicy:
+    """Decides, at the end of each invocation, whether this one exports.
+
+    Export when nothing was exported yet (a new environment shows at once), when invocations
+    are sparse (their mean gap is at least ``sparse_gap``), or when ``interval`` has passed
+    since the last attempt. An attempt counts whether it succeeded or not: a backend that is
+    down costs one failed attempt per interval, not one per call.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        sparse_gap: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.sparse_gap = sparse_gap
+        self._clock = clock
+        self._gaps: deque[float] = deque(maxlen=GAP_WINDOW)
+        self._last_start: float | None = None
+        self._last_export: float | None = None
+
+    def started(self) -> None:
+        now = self._clock()
+        if self._last_start is not None:
+            self._gaps.append(now - self._last_start)
+        self._last_start = now
+
+    def due(self) -> bool:
+        if self._last_export is None or self.interval <= 0:
+            return True
+        if not self._gaps or sum(self._gaps) / len(self._gaps) >= self.sparse_gap:
+            return True
+        return self._clock() - self._last_export >= self.interval
+
+    def attempted(self) -> None:
+        self._last_export = self._clock()
+
+
 class Exporter:
-    """Sends queued spans and the metrics registry, each within a time budget."""
+    """Sends queued spans and the metrics registry, both by one deadline."""
 
     def __init__(self, settings: Settings, tracing: Tracing, reporter: FailureReporter) -> None:
         self._settings = settings
         self._tracing = tracing
         self._reporter = reporter
-        self._lock = threading.Lock()  # the extension thread and the SIGTERM flush may overlap
         self._dropped_seen = total(SPANS_DROPPED)
         self._secret = (
             BasicAuthSecret(settings.pushgateway_auth_secret_arn, settings.pushgateway_timeout)
@@ -55,31 +105,26 @@ class Exporter:
             else None
         )
 
-    def export(self, budget_seconds: float) -> None:
-        deadline = time.monotonic() + budget_seconds
-        if not self._lock.acquire(timeout=max(budget_seconds, 0.0)):
+    def export(self, deadline: float, final: bool = False) -> None:
+        """Export by ``deadline`` (``time.monotonic``). No lock: the SIGTERM flush must not
+        wait for an export in flight; it sends the newest state on connections of its own."""
+        if not self._settings.pushgateway_url:
+            self._export_spans(deadline, final)
             return
-        try:
-            if not self._settings.pushgateway_url:
-                self._export_spans(deadline)
-                return
-            # Both backends at once: the invocation pays the slower of the two, not their sum,
-            # and a slow collector cannot eat the push's share of the deadline.
-            pusher = threading.Thread(target=self._push_metrics, args=(deadline,), daemon=True)
-            pusher.start()
-            spans_ok = self._export_spans(deadline)
-            pusher.join(max(deadline - time.monotonic(), 0.0))
-            if not spans_ok:
-                # The push may have read the registry before the span export's failure was
-                # counted: push again so that telemetry_export_failures_total is current.
-                self._push_metrics(deadline)
-        finally:
-            self._lock.release()
+        # Both backends at once: the invocation pays the slower of the two, not their sum.
+        # The thread ends by the deadline, as every backend call does.
+        pusher = threading.Thread(target=self._push_metrics, args=(deadline,), daemon=True)
+        pusher.start()
+        spans_ok = self._export_spans(deadline, final)
+        pusher.join()
+        if not spans_ok:
+            # The push may have read the registry before the span export's failure was
+            # counted: push again so that telemetry_export_failures_total is current.
+            self._push_metrics(deadline)
 
-    def _export_spans(self, deadline: float) -> bool:
-        remaining = deadline - time.monotonic()
+    def _export_spans(self, deadline: float, final: bool) -> bool:
         try:
-            self._tracing.export(remaining)
+            self._tracing.export(deadline, final=final)
         except Exception as error:
             self._reporter.failed("otlp", error)
             ok = False
@@ -96,24 +141,28 @@ class Exporter:
         url = self._settings.pushgateway_url
         if not url:
             return
+        deadline = min(deadline, time.monotonic() + self._settings.pushgateway_timeout)
         credentials = None
         if self._secret is not None:
             try:
-                credentials = self._secret.credentials()
+                credentials = self._secret.credentials(deadline)
             except Exception as error:
                 self._reporter.failed("secrets", error)
                 return
             self._reporter.succeeded("secrets")
-        timeout = min(self._settings.pushgateway_timeout, deadline - time.monotonic())
-        if timeout <= 0:
+        if deadline <= time.monotonic():
             self._reporter.failed("pushgateway", "no time left in the invocation to push")
             return
         try:
-            push(url, self._settings.pushgateway_job, timeout, credentials)
+            push(url, self._settings.pushgateway_job, deadline, credentials)
         except Exception as error:
             self._reporter.failed("pushgateway", error)
         else:
             self._reporter.succeeded("pushgateway")
+
+
+def _deadline(remaining_seconds: float) -> float:
+    return time.monotonic() + max(remaining_seconds - DEADLINE_MARGIN_SECONDS, 0.0)
 
 
 class SyncFlush:
@@ -121,11 +170,14 @@ class SyncFlush:
 
     mode = "sync"
 
-    def __init__(self, exporter: Exporter) -> None:
+    def __init__(self, exporter: Exporter, policy: ExportPolicy) -> None:
         self._exporter = exporter
+        self.policy = policy
 
     def after_invocation(self, request_id: str, remaining_seconds: float) -> None:
-        self._exporter.export(max(remaining_seconds - DEADLINE_MARGIN_SECONDS, 0.0))
+        if self.policy.due():
+            self.policy.attempted()
+            self._exporter.export(_deadline(remaining_seconds))
 
 
 class AsyncFlush:
@@ -133,11 +185,23 @@ class AsyncFlush:
 
     mode = "async"
 
-    def __init__(self, exporter: Exporter, client: ExtensionClient) -> None:
+    def __init__(
+        self,
+        exporter: Exporter,
+        policy: ExportPolicy,
+        client: ExtensionClient,
+        reporter: FailureReporter,
+        backoff: tuple[float, ...] = RETRY_BACKOFF_SECONDS,
+    ) -> None:
         self._exporter = exporter
+        self.policy = policy
         self._client = client
+        self._reporter = reporter
+        self._backoff = backoff
         self._done = threading.Condition()
-        self._finished: set[str] = set()
+        # Request ids whose handler has returned; at most a few are ever waiting here.
+        self._finished: deque[str] = deque(maxlen=64)
+        self.loop_errors = 0
 
     def start(self) -> None:
         self._client.register()
@@ -145,20 +209,37 @@ class AsyncFlush:
 
     def after_invocation(self, request_id: str, remaining_seconds: float) -> None:
         with self._done:
-            self._finished.add(request_id)
+            self._finished.append(request_id)
             self._done.notify_all()
 
+    @property
+    def unmatched(self) -> int:
+        """Handler ends whose INVOKE event has not been seen (bounded: lost events age out)."""
+        with self._done:
+            return len(self._finished)
+
     def _run(self) -> None:
+        # A registered extension cannot unregister: if this loop stopped asking for events,
+        # every later invocation would wait for it until its deadline. It never stops.
+        failures = 0
         while True:
             try:
                 event = self._client.next_event()
             except Exception as error:
-                # Without the Extensions API the environment still serves; only export stops.
-                logger.error("telemetry extension stopped", extra={"error": repr(error)})
-                return
+                self.loop_errors += 1
+                self._reporter.failed("extensions_api", error)
+                time.sleep(self._backoff[min(failures, len(self._backoff) - 1)])
+                failures += 1
+                continue
+            if failures:
+                failures = 0
+                self._reporter.succeeded("extensions_api")
             if event.get("eventType") != "INVOKE":
                 continue
-            self._export_after(str(event.get("requestId", "")), event.get("deadlineMs"))
+            try:
+                self._export_after(str(event.get("requestId", "")), event.get("deadlineMs"))
+            except Exception as error:  # a bug here must not end the loop either
+                self._reporter.failed("extensions_api", error)
 
     def _export_after(self, request_id: str, deadline_ms: object) -> None:
         now = time.time()
@@ -168,19 +249,25 @@ class AsyncFlush:
             self._done.wait_for(
                 lambda: request_id in self._finished, timeout=max(deadline - now, 0.0)
             )
-            self._finished.discard(request_id)
-        self._exporter.export(max(deadline - time.time() - DEADLINE_MARGIN_SECONDS, 0.0))
+            if request_id in self._finished:
+                self._finished.remove(request_id)
+        if self.policy.due():
+            self.policy.attempted()
+            self._exporter.export(_deadline(deadline - time.time()))
 
 
-def select(settings: Settings, exporter: Exporter) -> Flush:
+def select(settings: Settings, exporter: Exporter, reporter: FailureReporter) -> Flush:
     """The flush for this environment, logged once at cold start; installs the SIGTERM flush."""
-    flush: Flush = SyncFlush(exporter)
+    policy = ExportPolicy(settings.export_interval, settings.export_sparse_gap)
+    flush: Flush = SyncFlush(exporter, policy)
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
     if settings.export_mode != "sync":
         if settings.runtime_api is None:
             reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
         else:
-            candidate = AsyncFlush(exporter, ExtensionClient(settings.runtime_api))
+            candidate = AsyncFlush(
+                exporter, policy, ExtensionClient(settings.runtime_api), reporter
+            )
             try:
                 candidate.start()
             except Exception as error:
@@ -190,6 +277,16 @@ def select(settings: Settings, exporter: Exporter) -> Flush:
         if settings.export_mode == "async" and flush.mode != "async":
             logger.warning("async export unavailable, exporting before each response")
     if settings.runtime_api is not None:
-        install_sigterm_flush(lambda: exporter.export(SHUTDOWN_BUDGET_SECONDS))
-    logger.info("telemetry export mode", extra={"export_mode": flush.mode, "reason": reason})
+        install_sigterm_flush(
+            lambda: exporter.export(time.monotonic() + SHUTDOWN_BUDGET_SECONDS, final=True)
+        )
+    logger.info(
+        "telemetry export mode",
+        extra={
+            "export_mode": flush.mode,
+            "reason": reason,
+            "export_interval_seconds": policy.interval,
+            "export_sparse_gap_seconds": policy.sparse_gap,
+        },
+    )
     return flush

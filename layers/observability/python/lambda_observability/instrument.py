@@ -31,12 +31,21 @@ class Instrumentation:
     def __init__(self, settings: Settings, service_version: str | None) -> None:
         self.settings = settings
         self.tracing = Tracing(build_resource(settings.service_name, service_version), queue_size())
-        self.flush: Flush = select(settings, Exporter(settings, self.tracing, reporter))
+        self.flush: Flush = select(settings, Exporter(settings, self.tracing, reporter), reporter)
+        if self.tracing.unsupported_exporters:
+            logger.warning(
+                "unsupported OTEL_TRACES_EXPORTER names ignored",
+                extra={
+                    "ignored": self.tracing.unsupported_exporters,
+                    "supported": "otlp, console, none",
+                },
+            )
         self._cold = True
         COLD_STARTS.inc()
 
     def invoke(self, handler: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
         cold, self._cold = self._cold, False
+        self.flush.policy.started()
         request = http_event.parse(event)
         started = time.perf_counter()
         status: int | None = None

@@ -74,10 +74,10 @@ def total(counter: Counter) -> float:
 def push(
     url: str,
     job: str,
-    timeout: float,
+    deadline: float,
     credentials: tuple[str, str] | None = None,
 ) -> None:
-    """PUT this environment's whole group; raises on any failure."""
+    """PUT this environment's whole group by ``deadline`` (monotonic); raises on any failure."""
     # Imported here, not at cold start: the push code is needed only after a response.
     from prometheus_client.exposition import push_to_gateway
 
@@ -88,6 +88,6 @@ def push(
         job=job,
         registry=REGISTRY,
         grouping_key={"instance": INSTANCE_ID},
-        timeout=timeout,
-        handler=push_handler(credentials),
+        timeout=None,
+        handler=push_handler(credentials, deadline),
     )

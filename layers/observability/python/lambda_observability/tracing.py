@@ -1,21 +1,23 @@
-"""OpenTelemetry tracing: provider, then a bounded queue processor, then an exporter built late.
+"""OpenTelemetry tracing: provider, then a bounded queue processor, then exporters built late.
 
 The SDK's BatchSpanProcessor exports from a background thread on its own schedule, which a
 frozen Lambda environment never runs. Here finished spans wait in a bounded queue and leave only
-when ``export`` is called with a time budget (before the response in sync mode, after it in
-async mode). Everything is configured by the standard ``OTEL_*`` variables.
+when ``export`` is called with a deadline (by the export policy in ``flush.py``). Everything is
+configured by the standard ``OTEL_*`` variables; the provider becomes the global one unless one
+is set already, so that spans of user code join the invocation's trace.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -26,9 +28,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 DEFAULT_QUEUE_SIZE = 2048
-# The SDK's own default, 10 s, is far too long to hold a Lambda invocation; applies only when
-# neither OTEL_EXPORTER_OTLP_TIMEOUT nor OTEL_EXPORTER_OTLP_TRACES_TIMEOUT is set.
-DEFAULT_OTLP_TIMEOUT_SECONDS = 0.5
 _INSTRUMENTATION_NAME = "lambda_observability"
 
 
@@ -58,9 +57,10 @@ def build_resource(
 class QueueSpanProcessor(SpanProcessor):
     """Keeps finished, sampled spans until ``drain``; drops (and counts) beyond ``max_size``."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, flush: Callable[[int], bool] | None = None) -> None:
         self._spans: deque[ReadableSpan] = deque()
-        self._max_size = max_size
+        self.max_size = max_size
+        self._flush = flush
         self._lock = threading.Lock()
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
@@ -86,7 +86,7 @@ class QueueSpanProcessor(SpanProcessor):
 
     def _put(self, spans: list[ReadableSpan], at_front: bool) -> None:
         with self._lock:
-            room = max(self._max_size - len(self._spans), 0)
+            room = max(self.max_size - len(self._spans), 0)
             kept = spans[:room]
             if at_front:
                 self._spans.extendleft(reversed(kept))
@@ -100,18 +100,30 @@ class QueueSpanProcessor(SpanProcessor):
         return None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        """Export what is queued now (``TracerProvider.force_flush``); False if it failed."""
+        if self._flush is None:
+            return not self._spans
+        return self._flush(timeout_millis)
 
 
-def exporter_name(env: Mapping[str, str] = os.environ) -> str:
-    """``OTEL_TRACES_EXPORTER``; by default OTLP when an endpoint is set, else the console."""
-    configured = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if configured:
-        return configured.split(",")[0].strip()
-    has_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    return "otlp" if has_endpoint else "console"
+SUPPORTED_EXPORTERS = ("otlp", "console", "none")
+
+
+def exporter_names(env: Mapping[str, str] = os.environ) -> tuple[list[str], list[str]]:
+    """``OTEL_TRACES_EXPORTER`` as (supported, unsupported) names, in order.
+
+    Unset: OTLP when an endpoint is set, else the console. ``none`` alone means no export.
+    """
+    configured = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")]
+    configured = [n for n in configured if n]
+    if not configured:
+        has_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        return (["otlp"] if has_endpoint else ["console"]), []
+    supported = [n for n in dict.fromkeys(configured) if n in SUPPORTED_EXPORTERS and n != "none"]
+    unsupported = [n for n in dict.fromkeys(configured) if n not in SUPPORTED_EXPORTERS]
+    return supported, unsupported
 
 
 def otlp_protocol(env: Mapping[str, str] = os.environ) -> str:
@@ -122,11 +134,8 @@ def otlp_protocol(env: Mapping[str, str] = os.environ) -> str:
     ).strip()
 
 
-def build_exporter(env: Mapping[str, str] = os.environ) -> SpanExporter | None:
-    """Imported on first export, not at cold start: the exporters cost ~100 ms of imports."""
-    name = exporter_name(env)
-    if name == "none":
-        return None
+def build_exporter(name: str, env: Mapping[str, str] = os.environ) -> SpanExporter:
+    """Imported on first export, not at cold start: exporters cost tens of ms of imports."""
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -137,120 +146,138 @@ def build_exporter(env: Mapping[str, str] = os.environ) -> SpanExporter | None:
     if name != "otlp":
         raise ValueError(f"unsupported OTEL_TRACES_EXPORTER {name!r}: use otlp, console or none")
     protocol = otlp_protocol(env)
-    timeout = (
-        None
-        if env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-        else DEFAULT_OTLP_TIMEOUT_SECONDS
-    )
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
+        from .otlp import OtlpGrpcSpanExporter
 
-        return GrpcExporter(timeout=timeout)
+        return OtlpGrpcSpanExporter(env)
     if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from .otlp import OtlpHttpSpanExporter
 
-        return OTLPSpanExporter(timeout=timeout)
+        return OtlpHttpSpanExporter(env)
     raise ValueError(
         f"unsupported OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r}: use http/protobuf or grpc"
     )
 
 
-def bound_timeout(exporter: SpanExporter, seconds: float) -> None:
-    """Cap the exporter's retry deadline for this export.
-
-    The OTLP exporters fix their timeout at construction and retry until it passes; an export
-    must instead end within what is left of the invocation. These are private attributes of the
-    HTTP (``_client._timeout``) and gRPC (``_timeout``) exporters, so this is best effort, and
-    tests check that it still takes effect.
-    """
-    client: Any = getattr(exporter, "_client", None)
-    target: Any = client if client is not None and hasattr(client, "_timeout") else exporter
-    if not hasattr(target, "_timeout"):
-        return
-    configured = getattr(target, "_configured_timeout", None)
-    if configured is None:
-        configured = target._timeout
-        target._configured_timeout = configured
-    target._timeout = max(min(configured, seconds), 0.001)
-
-
-class _LastExporterError(logging.Handler):
-    """Takes the OTLP exporters' own log lines, which are one plain-text line per failed batch,
-    and keeps the last one as the reason our rate-limited JSON warning gives."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.message: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.message = record.getMessage()[:300]
-
-    def take(self) -> str | None:
-        message, self.message = self.message, None
-        return message
-
-
-def _capture_exporter_logs() -> _LastExporterError:
-    handler = _LastExporterError()
-    exporter_logger = logging.getLogger("opentelemetry.exporter")
-    exporter_logger.addHandler(handler)
-    exporter_logger.propagate = False
-    return handler
-
-
 class SpanExportError(Exception):
-    """The spans were requeued; the message says why the export failed."""
+    """Some spans were kept for the next export; the message says why the export failed."""
+
+
+class _Target:
+    """One exporter, and the spans it failed to send (kept for its next export, bounded)."""
+
+    def __init__(self, name: str, exporter: SpanExporter | None, max_kept: int) -> None:
+        self.name = name
+        self.exporter = exporter  # None until built, at the first export
+        self.kept: list[ReadableSpan] = []
+        self._max_kept = max_kept
+
+    def send(self, spans: list[ReadableSpan], deadline: float) -> None:
+        if self.exporter is None:
+            self.exporter = build_exporter(self.name)
+        send = getattr(self.exporter, "send", None)
+        if send is not None:  # the layer's OTLP exporters take the deadline
+            send(spans, deadline)
+            return
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self.exporter.export(spans) is not SpanExportResult.SUCCESS:
+            raise RuntimeError("the exporter reported a failure")
+
+    def keep(self, spans: list[ReadableSpan]) -> None:
+        self.kept = spans[-self._max_kept :]
+        dropped = len(spans) - len(self.kept)
+        if dropped:
+            SPANS_DROPPED.inc(dropped)
 
 
 class Tracing:
-    """The provider and queue of one environment, and its lazily built exporter."""
+    """The provider and queue of one environment, and its exporters, built at first export."""
 
-    def __init__(self, resource: Resource, queue_size: int) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        queue_size: int,
+        env: Mapping[str, str] = os.environ,
+        install_global: bool = True,
+    ) -> None:
         self.provider = TracerProvider(resource=resource)
-        self.queue = QueueSpanProcessor(queue_size)
+        self.queue = QueueSpanProcessor(queue_size, flush=self._force_flush)
         self.provider.add_span_processor(self.queue)
         self.tracer = self.provider.get_tracer(_INSTRUMENTATION_NAME)
-        self._exporter: SpanExporter | None = None
-        self._exporter_built = False
-        self._export_lock = threading.Lock()
-        self._exporter_errors = _capture_exporter_logs()
+        self.is_global = install_global and _install_global(self.provider)
+        names, unsupported = exporter_names(env)
+        self.unsupported_exporters = unsupported
+        self._targets = [_Target(name, None, queue_size) for name in names]
+        self._lock = threading.Lock()  # guards the lists below, never held across I/O
+        self._in_flight: list[ReadableSpan] = []
 
     def use_exporter(self, exporter: SpanExporter | None) -> None:
-        """Replace the exporter the ``OTEL_*`` variables would build (tests, custom backends)."""
-        with self._export_lock:
-            self._exporter = exporter
-            self._exporter_built = True
+        """Replace the exporters the ``OTEL_*`` variables name (tests, custom backends); spans
+        the old ones still kept go back to the queue for the new one."""
+        with self._lock:
+            kept = list({id(s): s for t in self._targets for s in t.kept}.values())
+            self._targets = (
+                [] if exporter is None else [_Target("custom", exporter, self.queue.max_size)]
+            )
+        self.queue.requeue(kept)
 
-    def export(self, timeout: float) -> None:
-        """Send queued spans within ``timeout`` seconds; SpanExportError if they were requeued."""
-        with self._export_lock:
-            if not self._exporter_built:
-                # A bad OTEL_* value raises here, on every export until fixed, and is reported
-                # by the caller; the spans stay queued.
-                self._exporter = build_exporter()
-                self._exporter_built = True
-            spans = self.queue.drain()
-            if not spans or self._exporter is None:
-                return
-            from opentelemetry.sdk.trace.export import SpanExportResult
+    def export(self, deadline: float, final: bool = False) -> None:
+        """Send queued spans by ``deadline`` (``time.monotonic``); SpanExportError if any were kept.
 
-            bound_timeout(self._exporter, timeout)
-            self._exporter_errors.take()
+        ``final`` (the SIGTERM flush) also resends the spans of an export still in flight,
+        which the process exit would otherwise lose: at least once rather than at most once.
+        """
+        fresh = self.queue.drain()
+        with self._lock:
+            targets = list(self._targets)
+            if final:
+                fresh = self._in_flight + fresh
+            else:
+                self._in_flight = fresh
+        errors = []
+        for target in targets:
+            with self._lock:
+                batch, target.kept = target.kept + fresh, []
+            if not batch:
+                continue
             try:
-                result = self._exporter.export(spans)
-                reason = self._exporter_errors.take() or "the exporter reported a failure"
+                target.send(batch, deadline)
             except Exception as error:
-                result, reason = SpanExportResult.FAILURE, f"{type(error).__name__}: {error}"
-            if result is SpanExportResult.SUCCESS:
-                return
-            self.queue.requeue(spans)
-            raise SpanExportError(f"{reason}; spans kept for the next export")
+                target.keep(batch)
+                errors.append(f"{type(error).__name__}: {error}")
+        with self._lock:
+            if not final:
+                self._in_flight = []
+        if errors:
+            raise SpanExportError("; ".join(errors) + "; spans kept for the next export")
+
+    def pending(self) -> int:
+        """Spans waiting for an export (queued, or kept after a failure)."""
+        with self._lock:
+            kept = max((len(t.kept) for t in self._targets), default=0)
+        return len(self.queue) + kept
+
+    def _force_flush(self, timeout_millis: int) -> bool:
+        try:
+            self.export(time.monotonic() + timeout_millis / 1000)
+        except SpanExportError:
+            return False
+        return True
 
     def shutdown(self) -> None:
-        if self._exporter is not None:
-            self._exporter.shutdown()
+        for target in self._targets:
+            if target.exporter is not None:
+                target.exporter.shutdown()
+
+
+def _install_global(provider: TracerProvider) -> bool:
+    """Make ``provider`` the global one, so that user spans join the trace; not if the user
+    (or an auto-instrumentation) has set one already."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return False
+    trace.set_tracer_provider(provider)
+    return trace.get_tracer_provider() is provider
 
 
 def queue_size(env: Mapping[str, str] = os.environ) -> int:

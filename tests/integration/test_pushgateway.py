@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ def test_each_environment_pushes_its_own_group(pushgateway: Pushgateway) -> None
         )
         == 1.0
     )
+
+
+def test_no_created_series_reach_the_gateway(pushgateway: Pushgateway) -> None:
+    # prometheus-client would push a `*_created` gauge per counter and histogram child.
+    run_environment({"PUSHGATEWAY_URL": pushgateway.url}, ["rest-get.json", "rest-post.json"])
+    (group,) = _groups(pushgateway).values()
+    assert "healthz_calls_total" in group and "http_server_request_duration_seconds" in group
+    assert [name for name in group if name.endswith("_created")] == []
+    metrics_text = urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5).read()
+    assert b"_created" not in metrics_text  # nor in what Prometheus scrapes
 
 
 def test_instance_label_matches_the_span_resource(pushgateway: Pushgateway) -> None:

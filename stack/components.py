@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -24,7 +25,7 @@ CONFIG_DIR = Path(__file__).resolve().parent
 PROMETHEUS_YML = CONFIG_DIR / "prometheus.yml"
 RULE_FILES = ("alerts.yml", "recording_rules.yml")
 ALERTS_TEST_YML = CONFIG_DIR / "alerts_test.yml"
-_TEMPLATE_TARGET = "127.0.0.1:9091"  # the Pushgateway address written in prometheus.yml
+_TEMPLATE_TARGET = '"127.0.0.1:9091"'  # the Pushgateway target written in prometheus.yml
 _BIND_ATTEMPTS = 3  # a free port can be taken between choosing and binding it
 
 
@@ -151,14 +152,20 @@ class Sample:
     value: float
 
 
-def render_prometheus_config(dest_dir: Path, pushgateway_port: int) -> Path:
-    """Write prometheus.yml (Pushgateway port filled in) and its rule files into dest_dir."""
+def _ports(pushgateway_port: int | Sequence[int]) -> list[int]:
+    return [pushgateway_port] if isinstance(pushgateway_port, int) else list(pushgateway_port)
+
+
+def render_prometheus_config(dest_dir: Path, pushgateway_port: int | Sequence[int]) -> Path:
+    """Write prometheus.yml and its rule files into dest_dir, scraping the Pushgateway on
+    `pushgateway_port`, or every one of several (sharded) on the ports given."""
     text = PROMETHEUS_YML.read_text()
     if _TEMPLATE_TARGET not in text:
         raise StackError(f"{PROMETHEUS_YML} no longer targets {_TEMPLATE_TARGET}")
+    targets = ", ".join(f'"{HOST}:{port}"' for port in _ports(pushgateway_port))
     dest_dir.mkdir(parents=True, exist_ok=True)
     config = dest_dir / "prometheus.yml"
-    config.write_text(text.replace(_TEMPLATE_TARGET, f"{HOST}:{pushgateway_port}"))
+    config.write_text(text.replace(_TEMPLATE_TARGET, targets))
     for name in RULE_FILES:  # rule_files are relative to the config file
         shutil.copyfile(CONFIG_DIR / name, dest_dir / name)
     return config
@@ -170,7 +177,11 @@ class Prometheus(_Component):
     name = "prometheus"
 
     def __init__(
-        self, workdir: Path, pushgateway_port: int, port: int = 0, startup_timeout: float = 30.0
+        self,
+        workdir: Path,
+        pushgateway_port: int | Sequence[int],
+        port: int = 0,
+        startup_timeout: float = 30.0,
     ) -> None:
         super().__init__(workdir, startup_timeout)
         self.binary = find_binary(["prometheus"], "PROMETHEUS_BIN", "prometheus")
@@ -230,10 +241,11 @@ class Prometheus(_Component):
         return result[0].value
 
     def wait_for_scrape(self, after: float | None = None, timeout: float = 20.0) -> float:
-        """Wait until a Pushgateway scrape that started after `after` (default: now) is stored.
+        """Wait until a Pushgateway scrape that started after `after` (default: now) is stored,
+        of every Pushgateway target when there are several.
 
         Pushes made before calling this are then visible to queries. Returns the scrape's
-        timestamp.
+        timestamp (the oldest of them).
         """
         since = time.time() if after is None else after
         # Prometheus may shift scrape timestamps by a few ms to align them (timestamp
@@ -241,9 +253,11 @@ class Prometheus(_Component):
         threshold = since + 0.01
         deadline = time.monotonic() + timeout
         while True:
-            ts = self.query_value('timestamp(up{job="pushgateway"})')
-            if ts is not None and ts > threshold:
-                return ts
+            stamps = self.query('timestamp(up{job="pushgateway"})')
+            if isinstance(stamps, list) and len(stamps) == len(_ports(self.pushgateway_port)):
+                ts = min(sample.value for sample in stamps)
+                if ts > threshold:
+                    return ts
             if time.monotonic() > deadline:
                 raise StackError(f"no Pushgateway scrape after {since:.3f} within {timeout}s")
             time.sleep(0.1)

@@ -44,3 +44,20 @@ def pushgateway(_pushgateway_session: Pushgateway) -> Pushgateway:
     """A real Pushgateway on a loopback port, shared by the session and emptied for each test."""
     _pushgateway_session.wipe()
     return _pushgateway_session
+
+
+@pytest.fixture(scope="session")
+def _second_pushgateway_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pushgateway]:
+    with Pushgateway(tmp_path_factory.mktemp("pushgateway-2")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def pushgateways(
+    pushgateway: Pushgateway, _second_pushgateway_session: Pushgateway
+) -> tuple[Pushgateway, Pushgateway]:
+    """Two real Pushgateways, both emptied: PUSHGATEWAY_URL sharded over several."""
+    _second_pushgateway_session.wipe()
+    return pushgateway, _second_pushgateway_session

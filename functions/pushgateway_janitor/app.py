@@ -5,8 +5,12 @@ Each execution environment pushes its metrics to its own group
 Pushgateway never forgets a group, so Prometheus would keep scraping their last values
 forever. This deletes the groups of one job whose last push is older than a TTL.
 
+With several gateways (``PUSHGATEWAY_URL`` a comma-separated list, as the function reads it)
+every one is swept; a gateway that cannot be listed is reported and the others still swept.
+
 Lambda: handler ``app.handler`` (run it on a schedule). Configuration by environment:
-  PUSHGATEWAY_URL                 e.g. http://pushgateway.internal:9091 (required)
+  PUSHGATEWAY_URL                 e.g. http://pushgateway.internal:9091 (required), or
+                                  several separated by commas
   PUSHGATEWAY_JOB                 job whose groups are swept (default healthz)
   PUSHGATEWAY_GROUP_TTL_SECONDS   delete groups idle longer than this (default 3600)
   PUSHGATEWAY_AUTH_SECRET_ARN     optional Secrets Manager secret {"username", "password"}
@@ -34,6 +38,7 @@ from typing import Any
 
 from prometheus_client.exposition import delete_from_gateway
 
+from lambda_observability.config import pushgateway_urls
 from lambda_observability.http_client import push_handler
 
 DEFAULT_JOB = "healthz"
@@ -69,13 +74,22 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add(self, other: SweepResult) -> None:
+        self.deleted += other.deleted
+        self.kept += other.kept
+        self.errors += other.errors
+
 
 @dataclass(frozen=True)
 class Config:
-    url: str
+    url: str  # one gateway, or several separated by commas
     job: str = DEFAULT_JOB
     ttl_seconds: float = DEFAULT_TTL_SECONDS
     auth_secret_arn: str | None = None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return pushgateway_urls(self.url)
 
 
 # ---------------------------------------------------------------------------
@@ -142,6 +156,11 @@ def delete_group(
 # the sweep
 
 
+def _check_ttl(ttl_seconds: float) -> None:
+    if ttl_seconds <= 0:
+        raise JanitorError(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
 def sweep(
     url: str,
     job: str = DEFAULT_JOB,
@@ -155,15 +174,19 @@ def sweep(
 
     `now` is injectable so tests need not sleep through a TTL.
     """
-    if ttl_seconds <= 0:
-        raise JanitorError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    _check_ttl(ttl_seconds)
     now = time.time() if now is None else now
     result = SweepResult(job=job, ttl_seconds=ttl_seconds, now=now, dry_run=dry_run)
     for group in list_groups(url, auth=auth, timeout=timeout):
         if group.labels.get("job") != job:
             continue
         age = now - group.last_push
-        entry = {"labels": group.labels, "last_push": group.last_push, "age_seconds": age}
+        entry = {
+            "gateway": url,
+            "labels": group.labels,
+            "last_push": group.last_push,
+            "age_seconds": age,
+        }
         if age <= ttl_seconds:
             result.kept.append(entry)
             continue
@@ -209,16 +232,33 @@ def config_from_env(env: Mapping[str, str]) -> Config:
     )
 
 
+def sweep_all(
+    urls: Sequence[str],
+    job: str = DEFAULT_JOB,
+    ttl_seconds: float = DEFAULT_TTL_SECONDS,
+    auth: tuple[str, str] | None = None,
+    now: float | None = None,
+    dry_run: bool = False,
+    timeout: float = HTTP_TIMEOUT_SECONDS,
+) -> SweepResult:
+    """``sweep`` every gateway by one clock. One that cannot be listed is an error of the
+    result, not the end of the run: the others' stale groups are still deleted."""
+    _check_ttl(ttl_seconds)
+    now = time.time() if now is None else now
+    result = SweepResult(job=job, ttl_seconds=ttl_seconds, now=now, dry_run=dry_run)
+    for url in urls:
+        try:
+            result.add(sweep(url, job, ttl_seconds, auth, now, dry_run, timeout))
+        except (OSError, ValueError, JanitorError) as exc:  # unreachable, unreadable listing
+            result.errors.append({"gateway": url, "error": str(exc)})
+    return result
+
+
 def run(config: Config, now: float | None = None, dry_run: bool = False) -> SweepResult:
+    if not config.urls:
+        raise JanitorError("PUSHGATEWAY_URL names no gateway")
     auth = load_auth(config.auth_secret_arn) if config.auth_secret_arn else None
-    result = sweep(
-        config.url,
-        job=config.job,
-        ttl_seconds=config.ttl_seconds,
-        auth=auth,
-        now=now,
-        dry_run=dry_run,
-    )
+    result = sweep_all(config.urls, config.job, config.ttl_seconds, auth, now, dry_run)
     logger.info(json.dumps({"message": "pushgateway janitor sweep", **result.to_dict()}))
     return result
 
@@ -233,7 +273,9 @@ def handler(event: Mapping[str, Any] | None, context: Any) -> dict[str, Any]:
     dry_run = bool((event or {}).get("dry_run", False))
     result = run(config_from_env(os.environ), dry_run=dry_run)
     if result.errors:
-        raise JanitorError(f"{len(result.errors)} group deletion(s) failed: {result.errors}")
+        raise JanitorError(
+            f"{len(result.errors)} deletion(s) or listing(s) failed: {result.errors}"
+        )
     return result.to_dict()
 
 
@@ -266,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result.to_dict(), indent=2))
+    for error in result.errors:
+        print(f"error: {error['gateway']}: {error['error']}", file=sys.stderr)
     return 1 if result.errors else 0
 
 

@@ -16,7 +16,7 @@ from tests.deploy.conftest import DEPLOY, ROOT, load_template
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "healthz.json"
-SERVICES = {"pushgateway", "prometheus", "otel-collector", "jaeger", "grafana"}
+SERVICES = {"pushgateway", "pushgateway-2", "prometheus", "otel-collector", "jaeger", "grafana"}
 NETWORK = "healthz-observability"
 # What the function pushes (layer + app), per execution environment with labels job, instance.
 METRICS = {
@@ -106,7 +106,8 @@ def test_prometheus_config_as_mounted_in_compose(tmp_path: Path) -> None:
     scrape = yaml.safe_load(config.read_text())["scrape_configs"]
     (job,) = scrape
     assert job["honor_labels"] is True
-    assert job["static_configs"] == [{"targets": ["pushgateway:9091"]}]
+    # Every gateway the function shards over, in one job (honor_labels keeps their groups').
+    assert job["static_configs"] == [{"targets": ["pushgateway:9091", "pushgateway-2:9091"]}]
     # The mounted rules are the project's, unchanged.
     assert _mounts("prometheus")["/etc/prometheus/alerts.yml"] == ROOT / "stack" / "alerts.yml"
 
@@ -265,12 +266,14 @@ def test_env_docker_json_points_the_function_at_the_compose_services() -> None:
     # `sam local --env-vars` only overrides variables the template declares.
     assert set(overrides[function]) <= set(declared)
     services = compose()["services"]
-    for name in ("PUSHGATEWAY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"):
-        match = re.fullmatch(r"http://([a-z-]+):(\d+)", overrides[function][name])
-        assert match, overrides[function][name]
+    urls = overrides[function]["PUSHGATEWAY_URL"].split(",")
+    assert len(urls) == 2  # sharded over both gateways
+    for url in [*urls, overrides[function]["OTEL_EXPORTER_OTLP_ENDPOINT"]]:
+        match = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", url)
+        assert match, url
         host, port = match.groups()
         assert host in services
         exposed = {p.rsplit(":", 1)[-1] for p in services[host].get("ports", [])}
-        assert port in exposed | {"9091"}
+        assert port in exposed
     assert overrides[function]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     assert overrides[function]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")

@@ -93,6 +93,44 @@ def test_deletes_only_idle_groups_of_its_job(pushgateway: Pushgateway, janitor: 
     assert all(e["age_seconds"] > 0.2 for e in result.deleted)
 
 
+def test_sweeps_every_gateway_of_a_list(
+    pushgateways: tuple[Pushgateway, Pushgateway],
+    janitor: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = pushgateways
+    push(first.url, "healthz", "old-1")
+    push(second.url, "healthz", "old-2")
+    push(second.url, "other", "old-other")
+    time.sleep(0.05)
+    monkeypatch.setenv("PUSHGATEWAY_URL", f"{first.url}, {second.url}")
+    monkeypatch.setenv("PUSHGATEWAY_GROUP_TTL_SECONDS", "0.01")
+    monkeypatch.delenv("PUSHGATEWAY_JOB", raising=False)
+    monkeypatch.delenv("PUSHGATEWAY_AUTH_SECRET_ARN", raising=False)
+
+    out = janitor.handler({}, None)
+
+    deleted = {(e["gateway"], e["labels"]["instance"]) for e in out["deleted"]}
+    assert deleted == {(first.url, "old-1"), (second.url, "old-2")}
+    assert instances(first, "healthz") == instances(second, "healthz") == set()
+    assert instances(second, "other") == {"old-other"}
+
+
+def test_an_unreachable_gateway_does_not_spare_the_others(
+    pushgateway: Pushgateway, janitor: ModuleType
+) -> None:
+    push(pushgateway.url, "healthz", "old")
+    time.sleep(0.05)
+    down = "http://127.0.0.1:1"
+    result = janitor.sweep_all([down, pushgateway.url], ttl_seconds=0.01)
+    assert [e["labels"]["instance"] for e in result.deleted] == ["old"]
+    assert [e["gateway"] for e in result.errors] == [down]
+    assert instances(pushgateway, "healthz") == set()
+    proc = _cli("--url", f"{down},{pushgateway.url}", "--ttl-seconds", "0.01")
+    assert proc.returncode == 1  # the unreachable gateway shows as a failed run
+    assert f"error: {down}:" in proc.stderr
+
+
 def test_dry_run_deletes_nothing(pushgateway: Pushgateway, janitor: ModuleType) -> None:
     push(pushgateway.url, "healthz", "a")
     result = janitor.sweep(pushgateway.url, ttl_seconds=60, now=time.time() + 3600, dry_run=True)

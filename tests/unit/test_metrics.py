@@ -7,10 +7,13 @@ import re
 import subprocess
 import sys
 import time
+import uuid
+from collections import Counter
 
 from prometheus_client.exposition import generate_latest
 
 from lambda_observability import metrics
+from lambda_observability.config import Settings, pushgateway_urls
 from stack.components import Pushgateway
 from tests.conftest import ROOT
 
@@ -82,3 +85,35 @@ def test_total_reads_one_counter() -> None:
     visits = metrics.counter("visits_total", "Visits.")
     visits.inc(3)
     assert metrics.total(visits) == 3 == metrics.value("visits_total")
+
+
+# --- several Pushgateways: PUSHGATEWAY_URL as a list, one gateway per environment
+
+
+def test_pushgateway_url_takes_a_comma_separated_list() -> None:
+    env = {"PUSHGATEWAY_URL": " http://a:9091 ,, http://b:9091,http://a:9091 "}
+    assert pushgateway_urls(env["PUSHGATEWAY_URL"]) == ("http://a:9091", "http://b:9091")
+    assert Settings.from_env(env).pushgateway_url == "http://a:9091,http://b:9091"
+    assert Settings.from_env({"PUSHGATEWAY_URL": " , "}).pushgateway_url is None  # no push
+
+
+def test_each_instance_has_one_gateway_the_same_in_every_process() -> None:
+    urls = ("http://a:9091", "http://b:9091", "http://c:9091")
+    # Pinned: a salted or changed hash would move live environments' groups.
+    assert metrics.gateway_for(urls, "0" * 32) == "http://c:9091"
+    script = "import sys; from lambda_observability import metrics; "
+    script += "print(metrics.gateway_for(sys.argv[1:], metrics.INSTANCE_ID), metrics.INSTANCE_ID)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "layers/observability/python")}
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *urls],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        gateway, instance = done.stdout.split()
+        assert metrics.gateway_for(urls, instance) == gateway
+    spread = Counter(metrics.gateway_for(urls, uuid.uuid4().hex) for _ in range(3000))
+    assert set(spread) == set(urls) and min(spread.values()) > 800  # about 1,000 each
+    assert metrics.gateway_for(urls[:1], "any") == urls[0]

@@ -20,6 +20,7 @@ EXPORT_MODES = ("auto", "async", "sync")
 @dataclass(frozen=True)
 class Settings:
     service_name: str
+    # One Pushgateway URL, or several separated by commas (see ``pushgateway_urls``).
     pushgateway_url: str | None
     pushgateway_job: str
     pushgateway_timeout: float
@@ -40,7 +41,7 @@ class Settings:
         )
         return cls(
             service_name=service,
-            pushgateway_url=env.get("PUSHGATEWAY_URL") or None,
+            pushgateway_url=",".join(pushgateway_urls(env.get("PUSHGATEWAY_URL"))) or None,
             pushgateway_job=env.get("PUSHGATEWAY_JOB") or service,
             pushgateway_timeout=_positive_float(
                 env.get("PUSHGATEWAY_TIMEOUT_SECONDS"), DEFAULT_PUSH_TIMEOUT_SECONDS
@@ -56,6 +57,15 @@ class Settings:
                 DEFAULT_EXPORT_SPARSE_GAP_SECONDS,
             ),
         )
+
+
+def pushgateway_urls(raw: str | None) -> tuple[str, ...]:
+    """The gateways of ``PUSHGATEWAY_URL``: one URL or a comma-separated list, in order.
+
+    Blanks and repeats are dropped: a repeated URL would take a double share of the groups.
+    """
+    parts = (part.strip() for part in (raw or "").split(","))
+    return tuple(dict.fromkeys(part for part in parts if part))
 
 
 def _positive_float(raw: str | None, default: float) -> float:

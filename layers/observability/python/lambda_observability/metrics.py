@@ -5,6 +5,10 @@ pushes its registry under its own grouping key (job + an ``instance`` made at co
 shared key would let concurrent environments overwrite each other's counters. Counters stay
 cumulative, so a push that fails is made good by the next one.
 
+Several gateways (``PUSHGATEWAY_URL`` as a comma-separated list) share the groups: each
+environment pushes to the one its instance id hashes to, always the same, so a group is never
+split between gateways.
+
 No ``*_created`` series: prometheus-client exposes one per counter and histogram (child), and
 the Pushgateway turns each into a gauge series of its own in every group. Nothing here reads
 them, and every environment's group is new anyway, so they are switched off for the process.
@@ -12,11 +16,14 @@ them, and every environment's group is new anyway, so they are switched off for 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+
+from .config import pushgateway_urls
 
 # Read when a registry is collected, so this covers the function's own metrics too
 # (prometheus-client leaves the function unannotated).
@@ -79,23 +86,43 @@ def total(counter: Counter) -> float:
     return 0.0
 
 
+def gateway_for(urls: Sequence[str], instance: str = INSTANCE_ID) -> str:
+    """The gateway of ``urls`` that holds ``instance``'s group.
+
+    A hash that every process computes alike (``hash()`` is salted per process), so that the
+    janitor, a test or a person can tell where a group lives from its instance id.
+    """
+    if not urls:
+        raise ValueError("no Pushgateway URL")
+    digest = hashlib.sha256(instance.encode()).digest()
+    return urls[int.from_bytes(digest[:8], "big") % len(urls)]
+
+
 def push(
     url: str,
     job: str,
     deadline: float,
     credentials: tuple[str, str] | None = None,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    instance: str = INSTANCE_ID,
 ) -> None:
-    """PUT this environment's whole group by ``deadline`` (monotonic); raises on any failure."""
+    """PUT this environment's whole group by ``deadline`` (monotonic); raises on any failure.
+
+    ``url`` is ``PUSHGATEWAY_URL`` as configured: one gateway, or a comma-separated list of
+    which ``gateway_for`` picks one. ``registry`` and ``instance`` default to this
+    environment's; the scale benchmark passes its simulated environments' own.
+    """
     # Imported here, not at cold start: the push code is needed only after a response.
     from prometheus_client.exposition import push_to_gateway
 
     from .http_client import push_handler
 
     push_to_gateway(
-        url,
+        gateway_for(pushgateway_urls(url), instance),
         job=job,
-        registry=REGISTRY,
-        grouping_key={"instance": INSTANCE_ID},
+        registry=registry,
+        grouping_key={"instance": instance},
         timeout=None,
         handler=push_handler(credentials, deadline),
     )

@@ -1,9 +1,12 @@
-"""The health endpoint: GET and HEAD /healthz behind API Gateway (REST 1.0 or HTTP API 2.0).
+"""The health endpoint: GET and HEAD /healthz over HTTP (API Gateway REST 1.0 or HTTP API 2.0,
+a Lambda function URL, or an ALB target group).
 
 The Lambda port of the seed's monitored app: every health check increments
 ``healthz_calls_total`` and answers ``application/health+json``
 (draft-inadarei-api-health-check). Logs, traces and the Pushgateway push come from the
-observability layer's ``@observe``.
+observability layer's ``@observe``, which also reads the event, once: routing here uses that
+reading (``http_event.current``) instead of a web framework, whose imports would cost more
+cold start than the whole layer (see the README's benchmarks).
 """
 
 from __future__ import annotations
@@ -11,18 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import (
-    APIGatewayHttpResolver,
-    APIGatewayRestResolver,
-    Response,
-)
-from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-
 import health
 from health import HEALTH_CONTENT_TYPE, VERSION
-from lambda_observability import logger, metrics, observe
-from lambda_observability.http_event import HTTP, REST, api_gateway_kind
+from lambda_observability import http_event, logger, metrics, observe
 
 __version__ = VERSION
 
@@ -34,69 +28,57 @@ CALLS = metrics.counter("healthz_calls_total", "Total number of calls to the hea
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
-) -> Response[str]:
+    request: http_event.HttpRequest | None,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     body = json.dumps({"statusCode": status, "message": message})
-    return Response(status, ERROR_CONTENT_TYPE, body, headers=headers)
+    return http_event.response(
+        request, status, body, {"Content-Type": ERROR_CONTENT_TYPE, **(headers or {})}
+    )
 
 
-def _build(resolver: ApiGatewayResolver) -> ApiGatewayResolver:
-    @resolver.route("/healthz", method=list(ROUTES["/healthz"]))
-    def healthz() -> Response[str]:
-        CALLS.inc()
-        logger.info(
-            "Monitoring endpoint invoked! Counter was incremented!",
-            extra={"healthz_calls_total": metrics.total(CALLS)},
+def healthz(request: http_event.HttpRequest) -> dict[str, Any]:
+    CALLS.inc()
+    logger.info(
+        "Monitoring endpoint invoked! Counter was incremented!",
+        extra={"healthz_calls_total": metrics.total(CALLS)},
+    )
+    # HEAD: same status and headers, no body.
+    body = (
+        ""
+        if request.method.upper() == "HEAD"
+        else json.dumps(health.health_document(logger.service))
+    )
+    return http_event.response(request, 200, body, {"Content-Type": HEALTH_CONTENT_TYPE})
+
+
+def route(request: http_event.HttpRequest) -> dict[str, Any]:
+    allowed = ROUTES.get(request.matched_route or "")
+    if allowed is None:
+        return error_response(request, 404, "Not found")
+    if request.method.upper() not in allowed:
+        return error_response(
+            request, 405, "Method not allowed", headers={"Allow": ", ".join(allowed)}
         )
-        body = json.dumps(health.health_document(logger.service))
-        method = resolver.current_event.http_method.upper()
-        # HEAD: same status and headers, no body.
-        return Response(200, HEALTH_CONTENT_TYPE, "" if method == "HEAD" else body)
-
-    @resolver.not_found
-    def not_found(_: NotFoundError) -> Response[str]:
-        allowed = ROUTES.get(resolver.current_event.path)
-        if allowed:
-            return error_response(405, "Method not allowed", headers={"Allow": ", ".join(allowed)})
-        return error_response(404, "Not found")
-
-    @resolver.exception_handler(Exception)  # type: ignore[untyped-decorator]
-    def unexpected(error: Exception) -> Response[str]:
-        # The stack trace goes to the log, never to the client.
-        logger.exception("unhandled error")
-        return error_response(500, "Internal server error")
-
-    return resolver
+    return healthz(request)
 
 
-RESOLVERS: dict[str, ApiGatewayResolver] = {
-    REST: _build(APIGatewayRestResolver()),
-    HTTP: _build(APIGatewayHttpResolver()),
-}
-
-
-def _plain_error(status: int, message: str) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": ERROR_CONTENT_TYPE},
-        "body": json.dumps({"statusCode": status, "message": message}),
-        "isBase64Encoded": False,
-    }
-
-
-@observe(service_version=__version__)
+@observe(service_version=__version__, routes=ROUTES)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    kind = api_gateway_kind(event)
-    if kind is None:
-        logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})
-        return _plain_error(
+    request = http_event.current(event, ROUTES)
+    if request is None:
+        logger.warning("not an HTTP event", extra={"event_type": type(event).__name__})
+        return error_response(
+            None,
             400,
-            "Bad request: expected an API Gateway proxy event (REST payload 1.0 or HTTP API 2.0)",
+            "Bad request: expected an API Gateway proxy event (REST payload 1.0 or HTTP API "
+            "2.0), a Lambda function URL or an ALB target group request",
         )
     try:
-        return RESOLVERS[kind].resolve(event, context)
+        return route(request)
     except Exception:
-        # A malformed event the resolver could not read at all (route handlers' own errors are
-        # answered by the exception handler above).
-        logger.exception("malformed API Gateway event")
-        return _plain_error(400, "Bad request: malformed API Gateway event")
+        # The stack trace goes to the log, never to the client.
+        logger.exception("unhandled error")
+        return error_response(request, 500, "Internal server error")

@@ -1,5 +1,5 @@
-"""Property-based bad input: API Gateway 1.0 and 2.0 events with missing and odd fields, huge
-headers, non-UTF-8 and base64 bodies, odd methods and paths, hostile trace headers, other
+"""Property-based bad input: API Gateway 1.0 and 2.0, function URL and ALB events with missing
+and odd fields, huge headers, non-UTF-8 and base64 bodies, odd methods and paths, hostile trace headers, other
 services' events, non-dict events and null.
 
 In process against ``app.handler`` (the real layer, sync export to an in-memory span exporter).
@@ -114,8 +114,9 @@ def _rest(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
-def _http(draw: st.DrawFn) -> dict[str, Any]:
-    event: dict[str, Any] = load_event("http-api-get.json")
+def _http(draw: st.DrawFn, name: str = "http-api-get.json") -> dict[str, Any]:
+    # Payload 2.0: HTTP API, or a Lambda function URL (function-url-get.json).
+    event: dict[str, Any] = load_event(name)
     event["requestContext"]["http"]["method"] = draw(method)
     event["requestContext"]["http"]["path"] = draw(path)
     event["rawPath"] = draw(st.one_of(path, odd))
@@ -131,9 +132,35 @@ def _http(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
+def _alb(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = load_event("alb-get.json")
+    event["httpMethod"] = draw(method)
+    event["path"] = draw(path)
+    drawn = draw(st.one_of(headers, odd))
+    if draw(st.booleans()):  # the target group has multi-value headers on
+        del event["headers"]
+        event["multiValueHeaders"] = (
+            {k: [v] for k, v in drawn.items()} if isinstance(drawn, dict) else drawn
+        )
+    else:
+        event["headers"] = drawn
+    event["queryStringParameters"] = {"token": planted.QUERY_TOKEN}
+    event["body"] = draw(body)
+    event["isBase64Encoded"] = draw(st.one_of(st.booleans(), odd))
+    return event
+
+
 @st.composite
 def api_gateway_event(draw: st.DrawFn) -> dict[str, Any]:
-    event = _rest(draw) if draw(st.booleans()) else _http(draw)
+    shape = draw(st.sampled_from(["rest", "http", "function_url", "alb"]))
+    if shape == "rest":
+        event = _rest(draw)
+    elif shape == "alb":
+        event = _alb(draw)
+    else:
+        event = _http(
+            draw, "function-url-get.json" if shape == "function_url" else "http-api-get.json"
+        )
     # Missing fields: drop a few keys anywhere at the top level or in requestContext.
     for key in draw(st.lists(st.sampled_from(sorted(event)), max_size=3)):
         event.pop(key, None)

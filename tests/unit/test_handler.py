@@ -11,11 +11,13 @@ import app
 import health
 from lambda_observability import metrics
 from tests.conftest import load_event
-from tests.unit.conftest import FakeLambdaContext, invoke
+from tests.unit.conftest import FakeLambdaContext, SpanCapture, invoke
+
+GET_EVENTS = ["rest-get.json", "http-api-get.json", "function-url-get.json", "alb-get.json"]
 
 
 def _headers(response: dict[str, Any]) -> dict[str, str]:
-    # REST answers carry multiValueHeaders, HTTP API answers plain headers.
+    # ALB answers with multi-value headers on carry multiValueHeaders, the others headers.
     if "multiValueHeaders" in response:
         return {k: ", ".join(v) for k, v in response["multiValueHeaders"].items()}
     return dict(response.get("headers") or {})
@@ -25,7 +27,7 @@ def _calls() -> float:
     return metrics.value("healthz_calls_total") or 0.0
 
 
-@pytest.mark.parametrize("event_file", ["rest-get.json", "http-api-get.json"])
+@pytest.mark.parametrize("event_file", GET_EVENTS)
 def test_get_answers_health_json(event_file: str, context: FakeLambdaContext) -> None:
     response = invoke(load_event(event_file), context)
 
@@ -134,3 +136,125 @@ def test_handler_error_is_500_json_without_stack_trace(
     assert "secret internals" not in response["body"]
     # ... but the log has it, for the operator.
     assert any("secret internals" in json.dumps(line) for line in logs.lines())
+
+
+@pytest.mark.parametrize("event_file", GET_EVENTS)
+@pytest.mark.parametrize("method", ["HEAD", "PUT"])
+def test_every_event_shape_routes_by_method(
+    event_file: str, method: str, context: FakeLambdaContext
+) -> None:
+    event = _with_method(load_event(event_file), method)
+    response = invoke(event, context)
+    if method == "HEAD":
+        assert response["statusCode"] == 200
+        assert response["body"] == ""
+        assert _headers(response)["Content-Type"] == "application/health+json"
+    else:
+        assert response["statusCode"] == 405
+        assert _headers(response)["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("event_file", GET_EVENTS)
+def test_every_event_shape_answers_404_for_other_paths(
+    event_file: str, context: FakeLambdaContext
+) -> None:
+    event = load_event(event_file)
+    if "rawPath" in event:
+        event["rawPath"] = "/nope"
+        event["requestContext"]["http"]["path"] = "/nope"  # type: ignore[index]
+        if event["routeKey"] != "$default":
+            event["routeKey"] = "GET /{proxy+}"
+    else:
+        event["path"] = "/nope"
+        if "resource" in event:
+            event["resource"] = "/{proxy+}"
+    response = invoke(event, context)
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"]) == {"statusCode": 404, "message": "Not found"}
+
+
+def test_alb_answer_has_a_status_description(context: FakeLambdaContext) -> None:
+    ok = invoke(load_event("alb-get.json"), context)
+    assert ok["statusDescription"] == "200 OK"
+    assert ok["isBase64Encoded"] is False
+    event = load_event("alb-get.json")
+    event["httpMethod"] = "POST"
+    refused = invoke(event, context)
+    assert refused["statusDescription"] == "405 Method Not Allowed"
+
+
+def test_alb_with_multi_value_headers_gets_them_back(context: FakeLambdaContext) -> None:
+    # A target group with multi-value headers on sends only multiValueHeaders and ignores a
+    # plain headers field in the answer.
+    event = load_event("alb-get.json")
+    single: dict[str, str] = event.pop("headers")  # type: ignore[assignment]
+    event["multiValueHeaders"] = {k: [v] for k, v in single.items()}
+    response = invoke(event, context)
+    assert response["statusCode"] == 200
+    assert "headers" not in response
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/health+json"]
+
+
+def test_http_api_on_a_named_stage_routes_without_the_stage(context: FakeLambdaContext) -> None:
+    event = load_event("http-api-get.json")
+    event["routeKey"] = "$default"
+    event["rawPath"] = "/v1/healthz"
+    event["requestContext"]["stage"] = "v1"  # type: ignore[index]
+    event["requestContext"]["http"]["path"] = "/v1/healthz"  # type: ignore[index]
+    assert invoke(event, context)["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("event_file", "source_ip", "user_agent"),
+    [
+        ("function-url-get.json", "203.0.113.7", "curl/8.5.0"),
+        ("alb-get.json", "198.51.100.23", "ELB-HealthChecker/2.0"),
+    ],
+)
+def test_function_url_and_alb_spans_name_the_matched_route(
+    event_file: str, source_ip: str, user_agent: str, context: FakeLambdaContext, spans: SpanCapture
+) -> None:
+    before = metrics.value(
+        "http_server_request_duration_seconds_count",
+        {"method": "GET", "route": "/healthz", "status_code": "200"},
+    )
+    invoke(load_event(event_file), context)
+    (span,) = spans.finished()
+    attributes = dict(span.attributes or {})
+    assert span.name == "GET /healthz"
+    assert attributes["http.route"] == "/healthz"
+    assert attributes["client.address"] == source_ip
+    assert attributes["user_agent.original"] == user_agent
+    after = metrics.value(
+        "http_server_request_duration_seconds_count",
+        {"method": "GET", "route": "/healthz", "status_code": "200"},
+    )
+    assert (after or 0) == (before or 0) + 1
+
+
+def test_the_handler_reads_the_layers_parse_of_the_event(
+    context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One reading per invocation: @observe's, handed to the handler.
+    from lambda_observability import http_event
+
+    calls: list[object] = []
+    parse = http_event.parse
+
+    def counting(event: object, routes: Any = ()) -> Any:
+        calls.append(event)
+        return parse(event, routes)
+
+    monkeypatch.setattr(http_event, "parse", counting)
+    assert invoke(load_event("rest-get.json"), context)["statusCode"] == 200
+    assert len(calls) == 1
+
+
+def _with_method(event: dict[str, Any], method: str) -> dict[str, Any]:
+    if "httpMethod" in event:
+        event["httpMethod"] = method
+    else:
+        event["requestContext"]["http"]["method"] = method
+        if event["routeKey"] != "$default":
+            event["routeKey"] = f"{method} /healthz"
+    return event

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, overload
 
 from opentelemetry import propagate
@@ -43,10 +43,18 @@ class Instrumentation:
         self._cold = True
         COLD_STARTS.inc()
 
-    def invoke(self, handler: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
+    def invoke(
+        self,
+        handler: Callable[[Any, Any], Any],
+        event: Any,
+        context: Any,
+        routes: Collection[str] = (),
+    ) -> Any:
         cold, self._cold = self._cold, False
         self.flush.policy.started()
-        request = http_event.parse(event)
+        # The one reading of the event: the handler gets it from http_event.current.
+        request = http_event.parse(event, routes)
+        remembered = http_event.remember(event, request)
         started = time.perf_counter()
         status: int | None = None
         response: Any = None
@@ -79,6 +87,7 @@ class Instrumentation:
                     self._record(span, request, status, duration)
             return response
         finally:
+            http_event.forget(remembered)
             self.flush.after_invocation(
                 str(getattr(context, "aws_request_id", "")), _remaining_seconds(context)
             )
@@ -172,26 +181,43 @@ def instrumentation(service_version: str | None = None) -> Instrumentation:
 
 
 @overload
-def observe(handler: LambdaHandler, *, service_version: str | None = None) -> LambdaHandler: ...
+def observe(
+    handler: LambdaHandler,
+    *,
+    service_version: str | None = None,
+    routes: Collection[str] = (),
+) -> LambdaHandler: ...
 
 
 @overload
 def observe(
-    handler: None = None, *, service_version: str | None = None
+    handler: None = None,
+    *,
+    service_version: str | None = None,
+    routes: Collection[str] = (),
 ) -> Callable[[LambdaHandler], LambdaHandler]: ...
 
 
 def observe(
-    handler: LambdaHandler | None = None, *, service_version: str | None = None
+    handler: LambdaHandler | None = None,
+    *,
+    service_version: str | None = None,
+    routes: Collection[str] = (),
 ) -> LambdaHandler | Callable[[LambdaHandler], LambdaHandler]:
-    """Decorate a Lambda handler: ``@observe`` or ``@observe(service_version="1.2.0")``."""
+    """Decorate a Lambda handler: ``@observe`` or ``@observe(service_version="1.2.0")``.
+
+    ``routes``: the function's paths, e.g. ``("/healthz",)``. Events that carry no route of
+    their own (function URLs, ALB, HTTP API ``$default``) get the one their path matches, so
+    that spans and metrics name a bounded route, and the handler can route on it.
+    """
+    known = frozenset(routes)
 
     def decorate(func: LambdaHandler) -> LambdaHandler:
         state = instrumentation(service_version)
 
         @functools.wraps(func)
         def wrapper(event: Any, context: Any) -> Any:
-            return state.invoke(func, event, context)
+            return state.invoke(func, event, context, known)
 
         # Powertools adds cold_start, function_* and the correlation id to every line.
         injected: LambdaHandler = logger.inject_lambda_context(

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, overload
 
-from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -18,11 +17,14 @@ from .failures import reporter
 from .flush import Exporter, Flush, select
 from .logs import logger
 from .metrics import COLD_STARTS, REQUEST_DURATION
+from .propagation import Propagation
 from .tracing import Tracing, build_resource, queue_size
 
 LambdaHandler = Callable[[Any, Any], Any]
 
 _UNSET_ROUTE = "unmatched"
+# Read at cold start, as opentelemetry.propagate reads OTEL_PROPAGATORS on import.
+_PROPAGATION = Propagation()
 
 
 class Instrumentation:
@@ -115,7 +117,7 @@ class Instrumentation:
 
 def _parent_context(request: http_event.HttpRequest | None) -> Context | None:
     try:
-        return propagate.extract(
+        return _PROPAGATION.propagator().extract(
             request.headers if request else {}, getter=http_event.HEADER_GETTER
         )
     except Exception:

@@ -1,0 +1,97 @@
+"""Nothing the first response does not need is imported before it (issue 10).
+
+A fresh interpreter imports the function as the runtime does and answers one request; the
+modules loaded by the time the response is ready (just before the export step) must not
+include the export path, the secret's AWS SDK or a web framework. Each of these cost cold
+start when it was imported early; bench/results/importtime.md accounts for what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+# Imported only when telemetry leaves (after the response in async mode) or never.
+NOT_BEFORE_THE_FIRST_RESPONSE = (
+    "opentelemetry.exporter",  # OTLP encoders and protobuf
+    "opentelemetry.proto",
+    "google.protobuf",
+    "grpc",
+    "lambda_observability.otlp",
+    "lambda_observability.http_client",  # the push and OTLP/HTTP client
+    "boto3",  # Secrets Manager, for the Pushgateway's credentials
+    "botocore.session",
+    "aws_lambda_powertools.utilities.parameters",
+    "aws_lambda_powertools.event_handler",  # routing is the layer's reading of the event
+    "aws_lambda_powertools.utilities.data_classes",
+    "asyncio",
+    "requests",
+    "urllib3",
+    "opentelemetry.propagate",  # scans every installed package's entry points when imported
+    "importlib.metadata",
+)
+
+_SCRIPT = """
+import json, sys
+import app
+from lambda_observability.instrument import instrumentation
+
+class Context:
+    aws_request_id = "0f1e2d3c-0000-4000-8000-000000000001"
+    function_name = "healthz"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:healthz"
+    log_group_name = "/aws/lambda/healthz"
+    log_stream_name = "stream"
+    def get_remaining_time_in_millis(self):
+        return 3000
+
+seen = []
+# The export step comes after the response (async mode) or just before returning it (sync):
+# what is loaded when it starts is what the response needed.
+instrumentation().flush.after_invocation = lambda *args: seen.append(sorted(sys.modules))
+response = app.handler(json.load(open(sys.argv[1])), Context())
+print(json.dumps({"status": response["statusCode"], "modules": seen[0]}))
+"""
+
+
+@pytest.mark.parametrize("event", ["rest-get.json", "function-url-get.json", "alb-get.json"])
+def test_first_response_imports_nothing_it_does_not_need(event: str) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "functions/healthz"), str(ROOT / "layers/observability/python")]
+        ),
+        "AWS_LAMBDA_FUNCTION_NAME": "healthz",
+        "AWS_REGION": "eu-west-1",
+        "POWERTOOLS_SERVICE_NAME": "healthz",
+        # Every backend configured, as deployed: exporters exist, but are built on first use.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "PUSHGATEWAY_URL": "http://127.0.0.1:9",
+        "PUSHGATEWAY_AUTH_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x",
+        "OTEL_PROPAGATORS": "tracecontext,baggage",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(ROOT / "events" / event)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    result = json.loads(out.splitlines()[-1])
+    assert result["status"] == 200
+    early = [
+        name
+        for name in result["modules"]
+        if any(name == p or name.startswith(p + ".") for p in NOT_BEFORE_THE_FIRST_RESPONSE)
+    ]
+    assert early == []

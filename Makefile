@@ -12,7 +12,7 @@ EVENT ?= events/rest-get.json
 ENV_VARS ?=
 SOAK_SECONDS ?= 60
 
-.PHONY: venv prereqs lock run invoke stack test lint typecheck validate bench soak clean
+.PHONY: venv prereqs lock run invoke stack test lint typecheck validate bench bench-scale soak clean
 
 CHECKOV_VENV := .tools/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
@@ -61,6 +61,13 @@ stack: prereqs venv
 # Peers side by side under localrt; writes bench/results/latest.{md,png,json}. Not part of `make test`.
 bench: prereqs venv
 	$(BIN)/python -m bench
+	# The export policy: billed time, PUTs and freshness by interval (bench/results/policy.md).
+	$(BIN)/python -m bench.policy
+
+# How far one Pushgateway carries (1,000 to 10,000 groups), about 5 minutes; writes
+# bench/results/scale.{md,json}. Not part of `make test`.
+bench-scale: prereqs venv
+	$(BIN)/python -m bench.scale
 
 # Bounded load (SOAK_SECONDS) through localrt at CONCURRENCY against the real stack; exits 1 on
 # any 5xx, lost count, memory growth or descriptor leak. A 10 s version runs in `make test`.

@@ -93,12 +93,14 @@ def parent_pid(pid: int) -> int | None:
 class LocalRT:
     """One ``python -m localrt start-api`` for one function of bench/template.yaml."""
 
-    def __init__(self, function: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self, function: str, env: dict[str, str], workdir: Path, concurrency: int = 1
+    ) -> None:
         self.function = function
-        self.log = workdir / f"localrt-{function}.log"
+        self.log = workdir / f"localrt-{function}-{len(list(workdir.glob('localrt-*')))}.log"
         self._log_file = self.log.open("wb")
         cmd = [sys.executable, "-m", "localrt", "start-api", "--template", str(TEMPLATE)]
-        cmd += ["--function", function, "--port", "0", "--concurrency", "1"]
+        cmd += ["--function", function, "--port", "0", "--concurrency", str(concurrency)]
         cmd += ["--grace-seconds", "1"]
         self.proc = subprocess.Popen(
             cmd,
@@ -110,6 +112,14 @@ class LocalRT:
         )
         self.port = 0
         self._conn: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def attach(cls, other: LocalRT) -> LocalRT:
+        """Another client of ``other``'s server, with a connection of its own (for threads)."""
+        client = cls.__new__(cls)
+        client.function, client.log, client.proc = other.function, other.log, other.proc
+        client.port, client._conn = other.port, None
+        return client
 
     def wait_listening(self) -> Self:
         self.port = int(_wait_line(self.log, _LISTENING, self.proc).group(1))
@@ -190,8 +200,8 @@ class LocalRT:
 class FaultProxyProcess(Service):
     """``python -m stack.faultproxy`` in front of a target, switched over its control API."""
 
-    def __init__(self, target: str, workdir: Path) -> None:
-        self.log = workdir / "faultproxy.log"
+    def __init__(self, target: str, workdir: Path, name: str = "faultproxy") -> None:
+        self.log = workdir / f"{name}.log"
         self._log_file = self.log.open("wb")
         cmd = [sys.executable, "-m", "stack.faultproxy", "--target", target, "--control-port", "0"]
         self.proc = subprocess.Popen(

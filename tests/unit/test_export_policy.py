@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from lambda_observability.failures import FailureReporter
-from lambda_observability.flush import Exporter, ExportPolicy, SyncFlush
+from lambda_observability.flush import GAP_WINDOW, Exporter, ExportPolicy, SyncFlush
 from lambda_observability.tracing import Tracing, build_resource
 from tests.unit.test_flush import FakeClock, _failures, _settings
 
@@ -26,9 +26,10 @@ def _invocations(policy: ExportPolicy, clock: FakeClock, gaps: list[float]) -> l
     return exported
 
 
-def test_a_new_environment_exports_its_first_invocation() -> None:
+def test_a_new_environment_exports_its_first_invocations() -> None:
     clock = FakeClock()
-    assert _invocations(ExportPolicy(10, 1.0, clock), clock, [0]) == [True]
+    exported = _invocations(ExportPolicy(10, 1.0, clock), clock, [0.01] * 20)
+    assert exported == [True] * GAP_WINDOW + [False] * 10
 
 
 def test_sparse_traffic_exports_every_invocation() -> None:
@@ -39,11 +40,12 @@ def test_sparse_traffic_exports_every_invocation() -> None:
 def test_busy_traffic_exports_once_per_interval() -> None:
     clock = FakeClock()
     policy = ExportPolicy(10, 1.0, clock)
-    # 20 calls/s for 60 s: the first call exports (new environment), then once per 10 s.
+    # 20 calls/s for 60 s: the first GAP_WINDOW calls export (a new environment), then one
+    # call per 10 s.
     exported = _invocations(policy, clock, [0.05] * 1200)
-    assert exported[0]
-    assert sum(exported) == 6  # t = 0, 10, 20, 30, 40, 50 s
-    positions = [i for i, e in enumerate(exported) if e]
+    assert exported[:GAP_WINDOW] == [True] * GAP_WINDOW
+    assert sum(exported) == GAP_WINDOW + 5  # then t = 10.5, 20.5, 30.5, 40.5, 50.5 s
+    positions = [i for i, e in enumerate(exported) if e][GAP_WINDOW - 1 :]
     assert all(b - a >= 199 for a, b in itertools.pairwise(positions)), positions
 
 
@@ -76,7 +78,8 @@ def test_an_outage_costs_one_failed_attempt_per_interval() -> None:
         clock.now += 0.05
         flush.policy.started()
         flush.after_invocation("req", 3.0)
-    assert _failures("pushgateway") == before + 3  # t = 0, 10, 20 s (30 s is the next)
+    # The first GAP_WINDOW calls, then t = 10.5 and 20.5 s (30.5 s is the next).
+    assert _failures("pushgateway") == before + GAP_WINDOW + 2
 
 
 @pytest.mark.parametrize("interval", [5.0, 20.0])
@@ -84,4 +87,4 @@ def test_exports_per_interval_never_exceed_one_when_busy(interval: float) -> Non
     clock = FakeClock()
     policy = ExportPolicy(interval, 1.0, clock)
     exported = _invocations(policy, clock, [0.01] * 10_000)  # 100 s at 100 calls/s
-    assert sum(exported) <= 1 + 100 / interval
+    assert sum(exported) <= GAP_WINDOW + 100 / interval

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_PUSH_TIMEOUT_SECONDS = 0.5
-# Chosen by measurement (bench/results/latest.md): see the README's export policy section.
-DEFAULT_EXPORT_INTERVAL_SECONDS = 10.0
+# Chosen by measurement (bench/results/policy.md): see the README, "When telemetry leaves".
+DEFAULT_EXPORT_INTERVAL_SECONDS = 20.0
 DEFAULT_EXPORT_SPARSE_GAP_SECONDS = 1.0
 EXPORT_MODES = ("auto", "async", "sync")
 

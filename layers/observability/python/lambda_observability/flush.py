@@ -55,10 +55,11 @@ class Flush(Protocol):
 class ExportPolicy:
     """Decides, at the end of each invocation, whether this one exports.
 
-    Export when nothing was exported yet (a new environment shows at once), when invocations
-    are sparse (their mean gap is at least ``sparse_gap``), or when ``interval`` has passed
-    since the last attempt. An attempt counts whether it succeeded or not: a backend that is
-    down costs one failed attempt per interval, not one per call.
+    Export after each of an environment's first ``GAP_WINDOW`` invocations (a new environment
+    shows at once), while invocations are sparse (the mean of their last ``GAP_WINDOW`` gaps is
+    at least ``sparse_gap``), or once ``interval`` has passed since the last attempt. An
+    attempt counts whether it succeeded or not: a backend that is down costs one failed
+    attempt per interval, not one per call.
     """
 
     def __init__(
@@ -81,11 +82,11 @@ class ExportPolicy:
         self._last_start = now
 
     def due(self) -> bool:
-        if self._last_export is None or self.interval <= 0:
+        if self.interval <= 0 or len(self._gaps) < GAP_WINDOW:
+            return True  # a new environment: too few gaps to call its traffic busy
+        if sum(self._gaps) / len(self._gaps) >= self.sparse_gap:
             return True
-        if not self._gaps or sum(self._gaps) / len(self._gaps) >= self.sparse_gap:
-            return True
-        return self._clock() - self._last_export >= self.interval
+        return self._last_export is None or self._clock() - self._last_export >= self.interval
 
     def attempted(self) -> None:
         self._last_export = self._clock()

@@ -1,0 +1,300 @@
+"""What the export policy costs and how fresh it is: ``python -m bench.policy`` (in ``make bench``).
+
+The bare handler and this project's function (async mode) at several export intervals
+(``OBSERVABILITY_EXPORT_INTERVAL_SECONDS``; 0 exports after every call, as before the policy)
+run side by side under localrt, which freezes idle environments as Lambda does. Each gets the
+same traffic at the same time, with 0 and 100 ms of backend delay (the Pushgateway through one
+fault proxy per configuration, which also counts its PUTs; the OTLP receiver's own delay):
+
+- sparse: one call every 2 s, on one environment;
+- steady: ``--rate`` calls/s from four closed-loop clients over four environments.
+
+Per configuration: billed duration per warm call (p50, mean; localrt's event-to-ready time),
+Pushgateway PUTs per 1000 calls, and freshness of the total: from the k-th call's answer
+until the Pushgateway's total (over all of a configuration's environments, polled every 50 ms)
+reaches k; while traffic flows, so the last interval of a steady run is left out. Each cell
+starts fresh environments and ends with a graceful stop (SIGTERM, final flush), after which
+each job's total is compared with the calls made. Results: bench/results/policy.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.configs import RESULTS
+from bench.driver import FaultProxyProcess, LocalRT, clean_env
+from bench.measure import percentile
+from stack.components import OtlpReceiverProcess, Pushgateway
+
+ENVIRONMENTS = 4
+SPARSE_GAP_S = 2.0
+POLL_S = 0.05
+
+
+@dataclass
+class Target:
+    key: str  # "bare" or "ours-<interval>"
+    interval: float | None  # None: the bare handler
+    rt: LocalRT
+    proxy: FaultProxyProcess | None = None
+    job: str = ""
+    calls: int = 0
+    done_at: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def call(self) -> None:
+        self.rt.timed_get()
+        with self.lock:
+            self.calls += 1
+            self.done_at.append(time.monotonic())
+
+
+def _counted(gateway: Pushgateway, job: str) -> float:
+    return sum(
+        float(g["healthz_calls_total"]["metrics"][0]["value"])
+        for g in gateway.groups()
+        if g["labels"].get("job") == job and "healthz_calls_total" in g
+    )
+
+
+def _puts(proxy: FaultProxyProcess) -> int:
+    return int(proxy.stats()["stats"]["requests"])
+
+
+def _sparse(target: Target, calls: int) -> None:
+    for _ in range(calls):
+        target.call()
+        time.sleep(SPARSE_GAP_S)
+
+
+def _steady(target: Target, seconds: float, rate: float) -> None:
+    end = time.monotonic() + seconds
+    period = ENVIRONMENTS / rate
+
+    def client() -> None:
+        # Each client keeps its own kept-alive connection: LocalRT's is not thread-safe.
+        rt = LocalRT.attach(target.rt)
+        next_at = time.monotonic()
+        while next_at < end:
+            rt.timed_get()
+            with target.lock:
+                target.calls += 1
+                target.done_at.append(time.monotonic())
+            next_at += period
+            time.sleep(max(next_at - time.monotonic(), 0))
+
+    with ThreadPoolExecutor(ENVIRONMENTS) as pool:
+        for future in [pool.submit(client) for _ in range(ENVIRONMENTS)]:
+            future.result()
+
+
+def _freshness(
+    done_at: list[float], seen: list[tuple[float, float]], before: float, until: float
+) -> list[float]:
+    """Seconds from each call's answer until the total first covered it (calls up to ``until``)."""
+    lags = []
+    for k, answered in enumerate(sorted(done_at), start=1):
+        if answered > until:
+            break
+        shown = next((t for t, total in seen if total - before >= k and t >= answered), None)
+        if shown is not None:
+            lags.append(shown - answered)
+    return lags
+
+
+def _cell(
+    targets: list[Target], gateway: Pushgateway, shape: str, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    ours = [t for t in targets if t.interval is not None]
+    for target in targets:
+        target.rt.reset_stats()
+        target.done_at = []
+    before = {t.key: _counted(gateway, t.job) for t in ours}  # the warm-up calls
+    puts_before = {t.key: _puts(t.proxy) for t in ours if t.proxy}
+    seen: dict[str, list[tuple[float, float]]] = {t.key: [] for t in ours}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            for target in ours:
+                seen[target.key].append((now, _counted(gateway, target.job)))
+            time.sleep(POLL_S)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(targets)) as pool:
+        if shape == "sparse":
+            runs = [pool.submit(_sparse, t, args.sparse_calls) for t in targets]
+        else:
+            runs = [pool.submit(_steady, t, args.seconds, args.rate) for t in targets]
+        for run in runs:
+            run.result()
+    ended = time.monotonic()
+    time.sleep(1.0)  # sparse: let the last call's export land
+    stop.set()
+    watcher.join()
+    out: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        records = [r for r in target.rt.stats()["invocations"] if not r["cold"]]
+        billed = [float(r["billed_ms"]) for r in records if r.get("billed_ms") is not None]
+        row: dict[str, Any] = {
+            "calls": len(target.done_at),
+            "calls_per_s": len(target.done_at) / (ended - started),
+            "billed_p50_ms": percentile(billed, 50),
+            "billed_mean_ms": statistics.fmean(billed) if billed else float("nan"),
+        }
+        if target.interval is not None and target.proxy is not None:
+            puts = _puts(target.proxy) - puts_before[target.key]
+            row["puts_per_1000"] = 1000 * puts / max(len(target.done_at), 1)
+            until = ended if shape == "sparse" else ended - target.interval - 1.0
+            lags = _freshness(target.done_at, seen[target.key], before[target.key], until)
+            row["fresh_n"] = len(lags)
+            row["fresh_p50_s"] = percentile(lags, 50)
+            row["fresh_p99_s"] = percentile(lags, 99)
+        out[target.key] = row
+    return out
+
+
+def _start(
+    intervals: list[float],
+    cell: str,
+    gateway: Pushgateway,
+    receiver: OtlpReceiverProcess,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+) -> list[Target]:
+    """Fresh environments for one cell: nothing held back from an earlier cell."""
+    targets = [Target("bare", None, LocalRT("BareFunction", clean_env(), workdir, ENVIRONMENTS))]
+    for interval in intervals:
+        key = f"ours-{interval:g}"
+        proxy = stack.enter_context(FaultProxyProcess(gateway.url, workdir, name=f"{key}-{cell}"))
+        env = clean_env(
+            PUSHGATEWAY_URL=proxy.url,
+            PUSHGATEWAY_JOB=f"{key}-{cell}".replace("-", "_").replace(".", "_"),
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+            OBSERVABILITY_EXPORT_INTERVAL_SECONDS=f"{interval:g}",
+        )
+        rt = LocalRT("OursAsyncFunction", env, workdir, ENVIRONMENTS)
+        targets.append(Target(key, interval, rt, proxy, job=env["PUSHGATEWAY_JOB"]))
+    for target in targets:
+        stack.callback(target.rt.stop)
+    for target in targets:
+        target.rt.wait_listening()
+    # Start every environment (cold starts are not what this measures).
+    with ThreadPoolExecutor(len(targets) * ENVIRONMENTS) as pool:
+        starts = [t for t in targets for _ in range(ENVIRONMENTS)]
+        list(pool.map(lambda t: LocalRT.attach(t.rt).timed_get(), starts))
+    for target in targets:
+        target.calls += ENVIRONMENTS
+    return targets
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    intervals = [float(i) for i in args.intervals.split(",")]
+    delays = [int(d) for d in args.delays.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="healthz-bench-policy-"))
+    results: dict[str, Any] = {"args": vars(args), "cells": {}, "graceful_stop": {}}
+    with contextlib.ExitStack() as stack:
+        gateway = Pushgateway(workdir).start()
+        stack.callback(gateway.stop)
+        receiver = OtlpReceiverProcess(workdir).start()
+        stack.callback(receiver.stop)
+        for shape in ("sparse", "steady"):
+            for delay in delays:
+                name = f"{shape}-{delay}"
+                targets = _start(intervals, name, gateway, receiver, workdir, stack)
+                receiver.set_fault(delay_ms=delay)
+                for target in targets:
+                    if target.proxy is not None:
+                        target.proxy.set_delay(delay)
+                cell = _cell(targets, gateway, shape, args)
+                results["cells"][name] = cell
+                print(f"{name}: " + json.dumps(cell, default=float)[:300], flush=True)
+                for target in targets:
+                    target.rt.stop()  # SIGTERM: the final flush sends what was held back
+                for target in targets:
+                    if target.interval is not None:
+                        counted = _counted(gateway, target.job)
+                        results["graceful_stop"][f"{target.key} {name}"] = {
+                            "calls": target.calls,
+                            "counted": counted,
+                            "lost": target.calls - counted,
+                        }
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    cells, args = results["cells"], results["args"]
+    keys = list(next(iter(cells.values())))
+    lines = [
+        "# Export policy: billed time, Pushgateway PUTs and freshness (`python -m bench.policy`)",
+        "",
+        "Four environments per configuration under localrt (freezing on), all configurations "
+        f"at once; steady {args['rate']:g} calls/s for {args['seconds']:g} s, "
+        f"sparse one call every {SPARSE_GAP_S:g} s. `ours-N`: "
+        "`OBSERVABILITY_EXPORT_INTERVAL_SECONDS=N` (0: export after every call). Billed: warm "
+        "calls, event to environment ready (localrt). Freshness: answer to counted.",
+        "",
+        "| traffic | delay | config | calls/s | billed p50 ms | billed mean ms | "
+        "Δ mean vs bare ms | PUTs/1000 calls | fresh p50 s | fresh p99 s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, cell in cells.items():
+        shape, delay = name.split("-")
+        bare = cell["bare"]["billed_mean_ms"]
+        for key in keys:
+            row = cell[key]
+            ours = key != "bare"
+            lines.append(
+                f"| {shape} | {delay} ms | {key} | {row['calls_per_s']:.1f} "
+                f"| {row['billed_p50_ms']:.2f} | {row['billed_mean_ms']:.2f} "
+                f"| {row['billed_mean_ms'] - bare:+.2f} "
+                + (
+                    f"| {row['puts_per_1000']:.0f} | {row['fresh_p50_s']:.2f} "
+                    f"| {row['fresh_p99_s']:.2f} |"
+                    if ours
+                    else "| | | |"
+                )
+            )
+    lines += [
+        "",
+        "Graceful stop (SIGTERM, final flush) after each cell: calls made and counted.",
+        "",
+    ]
+    lines += ["| config, cell | calls | counted | lost |", "|---|---:|---:|---:|"]
+    for key, row in results["graceful_stop"].items():
+        lines.append(f"| {key} | {row['calls']} | {row['counted']:.0f} | {row['lost']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.policy", description=__doc__)
+    parser.add_argument("--intervals", default="0,10,20")
+    parser.add_argument("--delays", default="0,100")
+    parser.add_argument("--rate", type=float, default=20.0, help="steady calls/s per config")
+    parser.add_argument("--seconds", type=float, default=30.0, help="steady traffic duration")
+    parser.add_argument("--sparse-calls", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "policy.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    text = render(results)
+    (args.out / "policy.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -220,16 +220,14 @@ class Scenario:
     def _attribute_logs(self) -> None:
         """Give each phase the layer's warnings between its first request and its recovery.
 
-        The environment's lines come in order; each invocation writes "request completed"
-        before its export, so a window starts at a request's "request completed" line and ends
-        at the next request's.
+        The environment's lines come in order; each invocation logs (the function's line, or
+        the layer's "request completed" for a refused request) before its export, so a window
+        starts at the first line of a request and ends at the next request's.
         """
         lines = self.json_lines()
-        starts = {
-            line.get("function_request_id"): i
-            for i, line in enumerate(lines)
-            if line.get("message") == "request completed"
-        }
+        starts: dict[Any, int] = {}
+        for i, line in enumerate(lines):
+            starts.setdefault(line.get("function_request_id"), i)
 
         def window(first: Sent, last: Sent) -> list[dict[str, Any]]:
             begin = starts.get(first.request_id, len(lines))

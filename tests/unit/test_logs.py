@@ -33,14 +33,25 @@ def test_health_call_logs_one_json_line_with_seed_fields(
     assert seed["user_agent"] == "Custom User Agent String"
     assert seed["healthz_calls_total"] >= 1
 
-    access = _by_message(lines, "request completed")
-    assert access["status_code"] == 200
-    assert access["duration_ms"] >= 0
+    # A successful request logs the seed's line only: its status and duration are in the span
+    # and the duration histogram.
+    assert [line["message"] for line in lines] == [seed["message"]]
 
     (span,) = spans.finished()
-    for line in (seed, access):
-        assert line["trace_id"] == format(span.context.trace_id, "032x")
-        assert line["span_id"] == format(span.context.span_id, "016x")
+    assert seed["trace_id"] == format(span.context.trace_id, "032x")
+    assert seed["span_id"] == format(span.context.span_id, "016x")
+
+
+def test_refused_request_logs_its_completion(
+    context: FakeLambdaContext, logs: LogCapture, spans: SpanCapture
+) -> None:
+    invoke(load_event("rest-post.json"), context)
+    access = _by_message(logs.lines(), "request completed")
+    assert access["status_code"] == 405
+    assert access["duration_ms"] >= 0
+    assert access["http_method"] == "POST"
+    (span,) = spans.finished()
+    assert access["trace_id"] == format(span.context.trace_id, "032x")
 
 
 def test_log_trace_id_follows_incoming_traceparent(
@@ -55,7 +66,7 @@ def test_http_api_event_logs_the_same_fields(
 ) -> None:
     event = load_event("http-api-get.json")
     invoke(event, context)
-    access = _by_message(logs.lines(), "request completed")
+    access = _by_message(logs.lines(), "Monitoring endpoint invoked! Counter was incremented!")
     assert access["http_method"] == "GET"
     assert access["path"] == "/healthz"
     assert access["source_ip"] == event["requestContext"]["http"]["sourceIp"]  # type: ignore[index]

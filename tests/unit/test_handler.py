@@ -10,7 +10,8 @@ import pytest
 import app
 import health
 from lambda_observability import metrics
-from tests.conftest import load_event
+from localrt.template import read_function
+from tests.conftest import ROOT, load_event
 from tests.unit.conftest import FakeLambdaContext, SpanCapture, invoke
 
 GET_EVENTS = ["rest-get.json", "http-api-get.json", "function-url-get.json", "alb-get.json"]
@@ -258,3 +259,15 @@ def _with_method(event: dict[str, Any], method: str) -> dict[str, Any]:
         if event["routeKey"] != "$default":
             event["routeKey"] = f"{method} /healthz"
     return event
+
+
+def test_template_routes_match_the_functions_routes() -> None:
+    # Every method the function serves on a path has an API Gateway route to it, and every
+    # route the template sends to the function is one it answers (405 and 404 included).
+    spec = read_function(ROOT / "template.yaml", "HealthzFunction")
+    routed: dict[str, set[str]] = {}
+    for route in spec.routes:
+        routed.setdefault(route.path, set()).update(m.upper() for m in route.methods)
+    for path, methods in app.ROUTES.items():
+        assert set(methods) <= routed[path], (path, routed)
+    assert set(routed) <= {*app.ROUTES, "/{proxy+}"}, routed

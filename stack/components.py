@@ -26,6 +26,7 @@ PROMETHEUS_YML = CONFIG_DIR / "prometheus.yml"
 RULE_FILES = ("alerts.yml", "recording_rules.yml")
 ALERTS_TEST_YML = CONFIG_DIR / "alerts_test.yml"
 _TEMPLATE_TARGET = '"127.0.0.1:9091"'  # the Pushgateway target written in prometheus.yml
+_TEMPLATE_SCRAPE = ("scrape_interval: 1s", "scrape_timeout: 1s")  # global, in prometheus.yml
 _BIND_ATTEMPTS = 3  # a free port can be taken between choosing and binding it
 
 
@@ -79,7 +80,8 @@ class _Component(Service):
 
 
 class Pushgateway(_Component):
-    """prometheus-pushgateway, in memory only, admin API on (tests wipe it)."""
+    """prometheus-pushgateway, in memory only unless given a `persistence_file`, admin API on
+    (tests wipe it). `consistency_check=False` passes `--push.disable-consistency-check`."""
 
     name = "pushgateway"
 
@@ -90,8 +92,12 @@ class Pushgateway(_Component):
         startup_timeout: float = 15.0,
         web_config_file: Path | None = None,
         basic_auth: tuple[str, str] | None = None,
+        persistence_file: Path | None = None,
+        consistency_check: bool = True,
     ) -> None:
         super().__init__(workdir, startup_timeout)
+        self.persistence_file = persistence_file
+        self.consistency_check = consistency_check
         self.binary = find_binary(
             ["prometheus-pushgateway", "pushgateway"], "PUSHGATEWAY_BIN", "prometheus-pushgateway"
         )
@@ -114,9 +120,11 @@ class Pushgateway(_Component):
             f"--web.listen-address={HOST}:{port}",
             "--web.enable-admin-api",
             # Debian's build defaults to /var/lib/prometheus/pushgateway.data, which would
-            # share groups between runs: keep every gateway in memory only.
-            "--persistence.file=",
+            # share groups between runs: in memory only, or in a file of the caller's.
+            f"--persistence.file={self.persistence_file or ''}",
         ]
+        if not self.consistency_check:
+            argv.append("--push.disable-consistency-check")
         if self.web_config_file is not None:
             argv.append(f"--web.config.file={self.web_config_file}")
         return ManagedProcess(self.name, argv, self.workdir / "pushgateway.log")
@@ -156,12 +164,21 @@ def _ports(pushgateway_port: int | Sequence[int]) -> list[int]:
     return [pushgateway_port] if isinstance(pushgateway_port, int) else list(pushgateway_port)
 
 
-def render_prometheus_config(dest_dir: Path, pushgateway_port: int | Sequence[int]) -> Path:
+def render_prometheus_config(
+    dest_dir: Path, pushgateway_port: int | Sequence[int], scrape_interval: str | None = None
+) -> Path:
     """Write prometheus.yml and its rule files into dest_dir, scraping the Pushgateway on
-    `pushgateway_port`, or every one of several (sharded) on the ports given."""
+    `pushgateway_port`, or every one of several (sharded) on the ports given.
+
+    `scrape_interval` (e.g. "5s", also the timeout) replaces the file's 1 s, which a
+    Pushgateway holding thousands of groups cannot be scraped within."""
     text = PROMETHEUS_YML.read_text()
-    if _TEMPLATE_TARGET not in text:
-        raise StackError(f"{PROMETHEUS_YML} no longer targets {_TEMPLATE_TARGET}")
+    for expected in (_TEMPLATE_TARGET, *_TEMPLATE_SCRAPE):
+        if expected not in text:
+            raise StackError(f"{PROMETHEUS_YML} no longer has {expected}")
+    if scrape_interval is not None:
+        for line in _TEMPLATE_SCRAPE:
+            text = text.replace(line, f"{line.split(':')[0]}: {scrape_interval}")
     targets = ", ".join(f'"{HOST}:{port}"' for port in _ports(pushgateway_port))
     dest_dir.mkdir(parents=True, exist_ok=True)
     config = dest_dir / "prometheus.yml"
@@ -182,11 +199,13 @@ class Prometheus(_Component):
         pushgateway_port: int | Sequence[int],
         port: int = 0,
         startup_timeout: float = 30.0,
+        scrape_interval: str | None = None,
     ) -> None:
         super().__init__(workdir, startup_timeout)
         self.binary = find_binary(["prometheus"], "PROMETHEUS_BIN", "prometheus")
         self.port = port
         self.pushgateway_port = pushgateway_port
+        self.scrape_interval = scrape_interval
 
     @property
     def url(self) -> str:
@@ -194,7 +213,9 @@ class Prometheus(_Component):
 
     def _start_once(self, port: int) -> ManagedProcess:
         self.port = port
-        config = render_prometheus_config(self.workdir / "prometheus", self.pushgateway_port)
+        config = render_prometheus_config(
+            self.workdir / "prometheus", self.pushgateway_port, self.scrape_interval
+        )
         argv = [
             self.binary,
             f"--config.file={config}",

@@ -1,8 +1,9 @@
 """What the export policy costs and how fresh it is: ``python -m bench.policy`` (in ``make bench``).
 
-The bare handler and this project's function (async mode) at several export intervals
+The bare handler, this project's function (async mode) at several export intervals
 (``OBSERVABILITY_EXPORT_INTERVAL_SECONDS``; 0 exports after every call, as before the policy)
-run side by side under localrt, which freezes idle environments as Lambda does. Each gets the
+and two peers (opentelemetry-instrumentation-aws-lambda with a push per call, lambda-otel-lite
+async) run side by side under localrt, which freezes idle environments as Lambda does. Each gets the
 same traffic at the same time, with 0 and 100 ms of backend delay (the Pushgateway through one
 fault proxy per configuration, which also counts its PUTs; the OTLP receiver's own delay):
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import statistics
 import tempfile
@@ -37,6 +39,10 @@ from bench.measure import percentile
 from stack.components import OtlpReceiverProcess, Pushgateway
 
 ENVIRONMENTS = 4
+SETTLE_S = 5.0
+# lambda_observability.flush.GAP_WINDOW (the bench does not import the layer it measures): a
+# new environment exports after each of its first calls.
+GAP_WINDOW = 10
 SPARSE_GAP_S = 2.0
 POLL_S = 0.05
 
@@ -115,7 +121,7 @@ def _freshness(
 def _cell(
     targets: list[Target], gateway: Pushgateway, shape: str, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
-    ours = [t for t in targets if t.interval is not None]
+    ours = [t for t in targets if t.proxy is not None]  # those that push counts
     for target in targets:
         target.rt.reset_stats()
         target.done_at = []
@@ -133,6 +139,17 @@ def _cell(
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    # Steady state: after every environment's first GAP_WINDOW calls (a new environment
+    # exports each of them), from SETTLE_S into a steady run.
+    settled: dict[str, tuple[int, int]] = {}
+
+    def settle() -> None:
+        for target in ours:
+            settled[target.key] = (_puts(target.proxy), len(target.done_at))  # type: ignore[arg-type]
+
+    timer = threading.Timer(SETTLE_S, settle)
+    if shape == "steady":
+        timer.start()
     started = time.monotonic()
     with ThreadPoolExecutor(len(targets)) as pool:
         if shape == "sparse":
@@ -149,16 +166,34 @@ def _cell(
     for target in targets:
         records = [r for r in target.rt.stats()["invocations"] if not r["cold"]]
         billed = [float(r["billed_ms"]) for r in records if r.get("billed_ms") is not None]
+        # Each environment's calls after its first GAP_WINDOW (warm-up included): steady state.
+        seen_per_env: dict[str, int] = {}
+        steady_billed = []
+        for record in records:
+            seen_per_env[record["env"]] = seen_per_env.get(record["env"], 1) + 1
+            if seen_per_env[record["env"]] > GAP_WINDOW and record.get("billed_ms") is not None:
+                steady_billed.append(float(record["billed_ms"]))
         row: dict[str, Any] = {
             "calls": len(target.done_at),
-            "calls_per_s": len(target.done_at) / (ended - started),
+            "calls_per_s": len(target.done_at) / (max(target.done_at, default=ended) - started),
             "billed_p50_ms": percentile(billed, 50),
             "billed_mean_ms": statistics.fmean(billed) if billed else float("nan"),
+            "settled_billed_mean_ms": (
+                statistics.fmean(steady_billed) if steady_billed else float("nan")
+            ),
         }
-        if target.interval is not None and target.proxy is not None:
+        if target.proxy is not None:
             puts = _puts(target.proxy) - puts_before[target.key]
             row["puts_per_1000"] = 1000 * puts / max(len(target.done_at), 1)
-            until = ended if shape == "sparse" else ended - target.interval - 1.0
+            if target.key in settled:
+                puts_then, calls_then = settled[target.key]
+                row["settled_puts_per_1000"] = (
+                    1000
+                    * (_puts(target.proxy) - puts_then)
+                    / max(len(target.done_at) - calls_then, 1)
+                )
+            held = target.interval or 0.0  # what a busy environment may hold back
+            until = ended if shape == "sparse" else ended - held - 1.0
             lags = _freshness(target.done_at, seen[target.key], before[target.key], until)
             row["fresh_n"] = len(lags)
             row["fresh_p50_s"] = percentile(lags, 50)
@@ -169,6 +204,7 @@ def _cell(
 
 def _start(
     intervals: list[float],
+    peers: bool,
     cell: str,
     gateway: Pushgateway,
     receiver: OtlpReceiverProcess,
@@ -177,6 +213,20 @@ def _start(
 ) -> list[Target]:
     """Fresh environments for one cell: nothing held back from an earlier cell."""
     targets = [Target("bare", None, LocalRT("BareFunction", clean_env(), workdir, ENVIRONMENTS))]
+    if peers:
+        # The peers export after every call: their push, or their span, is each call's cost.
+        proxy = stack.enter_context(FaultProxyProcess(gateway.url, workdir, name=f"peer-{cell}"))
+        job = f"otel_instrumentation_{cell}".replace("-", "_")
+        env = clean_env(
+            PUSHGATEWAY_URL=proxy.url,
+            PUSHGATEWAY_JOB=job,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+        )
+        rt = LocalRT("OtelInstrumentationFunction", env, workdir, ENVIRONMENTS)
+        targets.append(Target("otel-instrumentation + push", None, rt, proxy, job=job))
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint)
+        rt = LocalRT("OtelLiteAsyncFunction", env, workdir, ENVIRONMENTS)
+        targets.append(Target("lambda-otel-lite async", None, rt))
     for interval in intervals:
         key = f"ours-{interval:g}"
         proxy = stack.enter_context(FaultProxyProcess(gateway.url, workdir, name=f"{key}-{cell}"))
@@ -214,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for shape in ("sparse", "steady"):
             for delay in delays:
                 name = f"{shape}-{delay}"
-                targets = _start(intervals, name, gateway, receiver, workdir, stack)
+                targets = _start(intervals, args.peers, name, gateway, receiver, workdir, stack)
                 receiver.set_fault(delay_ms=delay)
                 for target in targets:
                     if target.proxy is not None:
@@ -225,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for target in targets:
                     target.rt.stop()  # SIGTERM: the final flush sends what was held back
                 for target in targets:
-                    if target.interval is not None:
+                    if target.proxy is not None:
                         counted = _counted(gateway, target.job)
                         results["graceful_stop"][f"{target.key} {name}"] = {
                             "calls": target.calls,
@@ -233,6 +283,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             "lost": target.calls - counted,
                         }
     return results
+
+
+def _delta(row: dict[str, Any], bare: dict[str, Any], name: str) -> float:
+    return float(row[name] - bare[name])
 
 
 def render(results: dict[str, Any]) -> str:
@@ -245,27 +299,32 @@ def render(results: dict[str, Any]) -> str:
         f"at once; steady {args['rate']:g} calls/s for {args['seconds']:g} s, "
         f"sparse one call every {SPARSE_GAP_S:g} s. `ours-N`: "
         "`OBSERVABILITY_EXPORT_INTERVAL_SECONDS=N` (0: export after every call). Billed: warm "
-        "calls, event to environment ready (localrt). Freshness: answer to counted.",
+        "calls, event to environment ready (localrt); settled: each environment's calls after its "
+        f"first {GAP_WINDOW} (a new environment exports each of those), PUTs from "
+        f"{SETTLE_S:g} s into the steady run. Freshness: answer to counted.",
         "",
-        "| traffic | delay | config | calls/s | billed p50 ms | billed mean ms | "
-        "Δ mean vs bare ms | PUTs/1000 calls | fresh p50 s | fresh p99 s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| traffic | delay | config | calls/s | billed p50 ms | Δ p50 | billed mean ms | Δ mean "
+        "| settled Δ mean | PUTs/1000 calls | settled PUTs/1000 | fresh p50 s | fresh p99 s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, cell in cells.items():
         shape, delay = name.split("-")
-        bare = cell["bare"]["billed_mean_ms"]
+        bare = cell["bare"]
         for key in keys:
             row = cell[key]
-            ours = key != "bare"
+            counts = "puts_per_1000" in row
+            settled = row.get("settled_puts_per_1000")
+            delta = functools.partial(_delta, row, bare)
             lines.append(
                 f"| {shape} | {delay} ms | {key} | {row['calls_per_s']:.1f} "
-                f"| {row['billed_p50_ms']:.2f} | {row['billed_mean_ms']:.2f} "
-                f"| {row['billed_mean_ms'] - bare:+.2f} "
+                f"| {row['billed_p50_ms']:.2f} | {delta('billed_p50_ms'):+.2f} "
+                f"| {row['billed_mean_ms']:.2f} | {delta('billed_mean_ms'):+.2f} "
+                f"| {delta('settled_billed_mean_ms'):+.2f} "
                 + (
-                    f"| {row['puts_per_1000']:.0f} | {row['fresh_p50_s']:.2f} "
-                    f"| {row['fresh_p99_s']:.2f} |"
-                    if ours
-                    else "| | | |"
+                    f"| {row['puts_per_1000']:.0f} | {'' if settled is None else f'{settled:.0f}'} "
+                    f"| {row['fresh_p50_s']:.2f} | {row['fresh_p99_s']:.2f} |"
+                    if counts
+                    else "| | | | |"
                 )
             )
     lines += [
@@ -287,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="steady traffic duration")
     parser.add_argument("--sparse-calls", type=int, default=6)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-peers", dest="peers", action="store_false", help="leave the peers out"
+    )
     args = parser.parse_args(argv)
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ __version__ = VERSION
 
 ERROR_CONTENT_TYPE = "application/json"
 # Path -> allowed methods; the source of 405 answers and their Allow header.
-ROUTES = {"/healthz": ("GET", "HEAD")}
+ROUTES = {"/healthz": ("GET", "HEAD"), "/readyz": ("GET", "HEAD")}
 
 CALLS = metrics.counter("healthz_calls_total", "Total number of calls to the healthz endpoint.")
 
@@ -54,6 +54,16 @@ def healthz(request: http_event.HttpRequest) -> dict[str, Any]:
     return http_event.response(request, 200, body, {"Content-Type": HEALTH_CONTENT_TYPE})
 
 
+def readyz(request: http_event.HttpRequest) -> dict[str, Any]:
+    """Is telemetry getting out? Read from what the layer recorded: no backend is contacted,
+    the answer is 200 even when a check warns, and healthz_calls_total is not counted."""
+    from lambda_observability import readiness  # only readiness probes pay for it
+
+    body = "" if request.method.upper() == "HEAD" else json.dumps(readiness.document())
+    headers = {"Content-Type": readiness.CONTENT_TYPE, "Cache-Control": "no-store"}
+    return http_event.response(request, 200, body, headers)
+
+
 def route(request: http_event.HttpRequest) -> dict[str, Any]:
     allowed = ROUTES.get(request.matched_route or "")
     if allowed is None:
@@ -62,7 +72,7 @@ def route(request: http_event.HttpRequest) -> dict[str, Any]:
         return error_response(
             request, 405, "Method not allowed", headers={"Allow": ", ".join(allowed)}
         )
-    return healthz(request)
+    return readyz(request) if request.matched_route == "/readyz" else healthz(request)
 
 
 @observe(service_version=__version__, routes=ROUTES)

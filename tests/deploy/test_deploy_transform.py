@@ -98,22 +98,23 @@ def test_health_function_is_an_image_behind_the_live_alias(transformed: Transfor
     assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
 
 
-def test_routes_get_head_healthz_invoke_the_alias(transformed: Transformed) -> None:
+def test_routes_get_head_healthz_and_readyz_invoke_the_alias(transformed: Transformed) -> None:
     out = transformed()
     (api,) = of_type(out, "AWS::ApiGateway::RestApi").values()
     paths = api["Properties"]["Body"]["paths"]
-    assert set(paths) == {"/healthz", "/{proxy+}"}
-    assert {"get", "head", "x-amazon-apigateway-any-method"} <= set(paths["/healthz"])
-    for method in ("get", "head"):
-        integration = paths["/healthz"][method]["x-amazon-apigateway-integration"]
-        assert integration["type"] == "aws_proxy"
-        assert "${HealthzFunctionAliaslive}" in integration["uri"]["Fn::Sub"]
+    assert set(paths) == {"/healthz", "/readyz", "/{proxy+}"}
+    for path in ("/healthz", "/readyz"):
+        assert {"get", "head", "x-amazon-apigateway-any-method"} <= set(paths[path])
+        for method in ("get", "head"):
+            integration = paths[path][method]["x-amazon-apigateway-integration"]
+            assert integration["type"] == "aws_proxy"
+            assert "${HealthzFunctionAliaslive}" in integration["uri"]["Fn::Sub"]
     permissions = {
         k: v
         for k, v in of_type(out, "AWS::Lambda::Permission").items()
         if v["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
-    assert len(permissions) == 4 and all(
+    assert len(permissions) == 7 and all(  # one per Api event
         p["Properties"]["FunctionName"] == {"Ref": "HealthzFunctionAliaslive"}
         for p in permissions.values()
     )

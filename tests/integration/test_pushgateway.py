@@ -310,6 +310,29 @@ def test_pushes_reuse_one_connection_and_survive_a_dropped_one(pushgateway: Push
     assert len(_groups(pushgateway, job="keepalive")) == 1
 
 
+def test_a_restart_that_drops_every_idle_connection_costs_no_push(
+    pushgateway: Pushgateway,
+) -> None:
+    """Two kept-alive connections go stale at once: the retry must not take the second."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lambda_observability import http_client
+    from lambda_observability.metrics import push
+    from stack.faultproxy import FaultProxy
+
+    http_client.close_all()
+    with FaultProxy(pushgateway.url) as proxy:
+        proxy.delay(300)  # two pushes at once: two connections, both kept afterwards
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda _: push(proxy.url, "restart", time.monotonic() + 3), range(2)))
+        assert proxy.stats()["connections"] == 2
+        proxy.refuse()  # the gateway restarts: both idle connections are closed
+        proxy.passthrough()
+        push(proxy.url, "restart", time.monotonic() + 2)
+        assert proxy.stats()["connections"] == 3
+    http_client.close_all()
+
+
 def test_a_span_export_failure_is_in_the_same_invocations_push(pushgateway: Pushgateway) -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

@@ -1,20 +1,34 @@
 """Count every telemetry failure, but log it at most once per interval per backend.
 
-A backend that is down would otherwise write one warning per request, forever.
+A backend that is down would otherwise write one warning per request, forever. The latest
+outcome per backend is also kept (``states``), for the readiness document (``readiness.py``).
 """
 
 from __future__ import annotations
 
+import http.client
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .logs import logger
 from .metrics import EXPORT_FAILURES
 
 LOG_INTERVAL_SECONDS = 60.0
 _DROPS = "spans_dropped"  # rate-limit key of the dropped-spans warning
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """A backend's latest outcome in this environment."""
+
+    last_attempt_wall: float  # time.time() of the latest attempt
+    last_success: float | None  # time.monotonic() of the latest success, if any
+    failing: bool  # the latest attempt failed
+    failure_kind: str | None  # its kind: refused, timeout, dns, http 503, malformed, ...
 
 
 class FailureReporter:
@@ -27,11 +41,21 @@ class FailureReporter:
         self._last_logged: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._dropped_unreported = 0
+        self._states: dict[str, BackendState] = {}
+
+    def states(self) -> dict[str, BackendState]:
+        with self._lock:
+            return dict(self._states)
 
     def failed(self, backend: str, error: BaseException | str) -> None:
         EXPORT_FAILURES.labels(backend=backend).inc()
         now = self._clock()
+        kind = failure_kind(error)
         with self._lock:
+            previous = self._states.get(backend)
+            self._states[backend] = BackendState(
+                time.time(), previous.last_success if previous else None, True, kind
+            )
             last = self._last_logged.get(backend)
             if last is not None and now - last < self._interval:
                 self._suppressed[backend] = self._suppressed.get(backend, 0) + 1
@@ -49,6 +73,7 @@ class FailureReporter:
 
     def succeeded(self, backend: str) -> None:
         with self._lock:
+            self._states[backend] = BackendState(time.time(), time.monotonic(), False, None)
             if self._last_logged.pop(backend, None) is None:
                 return
             suppressed = self._suppressed.pop(backend, 0)
@@ -81,6 +106,54 @@ def _describe(error: BaseException | str) -> str:
     # user:password@ in a URL masked.
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return _URL_CREDENTIALS.sub("//***@", text)[:500]
+
+
+def failure_kind(error: BaseException | str) -> str:
+    """What went wrong, in a word or two that never quote a host, URL or credential.
+
+    Walks the chain of causes: the layer wraps library errors, and the root cause tells most.
+    An error may name its own kind (``kind``), or carry the errors it summarises (``causes``).
+    """
+    current: BaseException | None = error if isinstance(error, BaseException) else None
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = _kind_of(current)
+        if kind:
+            return kind
+        causes = getattr(current, "causes", None)
+        if causes:
+            return failure_kind(causes[0])
+        current = current.__cause__ or current.__context__
+    return "error"
+
+
+def _kind_of(error: BaseException) -> str | None:
+    named = getattr(error, "kind", None)
+    if isinstance(named, str):
+        return named
+    if isinstance(error, socket.gaierror):
+        return "dns"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, http.client.HTTPException):
+        return "malformed"
+    if isinstance(error, ConnectionError):
+        return "connection lost"
+    # botocore's, matched by name: boto3 is imported only when a secret is configured.
+    name = type(error).__name__
+    if name in ("ConnectTimeoutError", "ReadTimeoutError"):
+        return "timeout"
+    if name == "TransformParameterError":
+        return "malformed"
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return f"http {status}"
+    return None
 
 
 reporter = FailureReporter()

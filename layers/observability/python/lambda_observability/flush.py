@@ -152,7 +152,7 @@ class Exporter:
                 return
             self._reporter.succeeded("secrets")
         if deadline <= time.monotonic():
-            self._reporter.failed("pushgateway", "no time left in the invocation to push")
+            self._reporter.failed("pushgateway", TimeoutError("no time left in the invocation"))
             return
         try:
             push(url, self._settings.pushgateway_job, deadline, credentials)

@@ -36,6 +36,15 @@ class DeadlineError(TimeoutError):
     """The request's overall deadline passed before its answer was complete."""
 
 
+class HttpStatusError(OSError):
+    """The server answered, with an error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = f"http {status}"
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -183,6 +192,9 @@ def request(
             connection.close()
             if attempt == 2 or not reused:
                 raise
+            # Whatever closed this one (a restart, an idle timeout) closed its idle siblings
+            # too: the retry gets a new connection, not another stale one.
+            _discard_idle(scheme, host, port)
             continue
         except TimeoutError:
             connection.close()
@@ -202,6 +214,13 @@ def request(
             _checkin(scheme, connection)
         return response
     raise AssertionError("unreachable")
+
+
+def _discard_idle(scheme: str, host: str, port: int) -> None:
+    with _pool_lock:
+        stale = _idle.pop((scheme, host, port), [])
+    for connection in stale:
+        connection.close()
 
 
 def close_all() -> None:
@@ -237,7 +256,9 @@ def push_handler(credentials: tuple[str, str] | None, deadline: float | None = N
             except (OSError, http.client.HTTPException) as error:
                 raise OSError(f"error talking to pushgateway: {error!r}") from None
             if answer.status >= 400:
-                raise OSError(f"error talking to pushgateway: {answer.status} {answer.reason}")
+                raise HttpStatusError(
+                    f"error talking to pushgateway: {answer.status} {answer.reason}", answer.status
+                )
 
         return send
 

@@ -36,6 +36,11 @@ DEFAULT_TIMEOUT_SECONDS = 0.5
 class OtlpExportError(Exception):
     """One export attempt failed; the message says why, never with a header or credential."""
 
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
 
 def _setting(env: Mapping[str, str], name: str) -> str:
     """``OTEL_EXPORTER_OTLP_TRACES_<name>``, else ``OTEL_EXPORTER_OTLP_<name>``, else ''."""
@@ -121,7 +126,9 @@ class OtlpHttpSpanExporter(_BoundedExporter):
         except Exception as error:
             raise OtlpExportError(f"{type(error).__name__}: {error}") from None
         if not 200 <= answer.status < 300:
-            raise OtlpExportError(f"HTTP {answer.status} {answer.reason}")
+            raise OtlpExportError(
+                f"HTTP {answer.status} {answer.reason}", kind=f"http {answer.status}"
+            )
 
 
 class OtlpGrpcSpanExporter(_BoundedExporter):
@@ -162,7 +169,7 @@ class OtlpGrpcSpanExporter(_BoundedExporter):
     def send(self, spans: Sequence[ReadableSpan], deadline: float) -> None:
         left = min(deadline, time.monotonic() + self.timeout) - time.monotonic()
         if left <= 0:
-            raise OtlpExportError("no time left to export")
+            raise OtlpExportError("no time left to export", kind="timeout")
         try:
             # gRPC's timeout is a deadline for the whole call, enforced by its core.
             self._stub.Export(
@@ -174,7 +181,8 @@ class OtlpGrpcSpanExporter(_BoundedExporter):
         except self._rpc_error as error:
             code = error.code() if hasattr(error, "code") else None
             name = getattr(code, "name", "UNKNOWN")
-            raise OtlpExportError(f"gRPC {name}") from None
+            kind = "timeout" if name == "DEADLINE_EXCEEDED" else f"grpc {name.lower()}"
+            raise OtlpExportError(f"gRPC {name}", kind=kind) from None
 
     def shutdown(self) -> None:
         self._channel.close()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .failures import failure_kind
+
 CACHE_SECONDS = 300  # one Secrets Manager call per environment per 5 minutes
 RETRY_AFTER_FAILURE_SECONDS = 30.0  # a failed lookup is retried 30 s after it began
 # A lookup still unanswered after this (boto3's import, connect and read included) is given up.
@@ -26,6 +28,10 @@ GIVE_UP_SECONDS = 5.0
 
 class SecretError(Exception):
     """Raised with a message that never includes the secret's value."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # as failures.failure_kind names it
 
 
 class _Lookup:
@@ -61,6 +67,7 @@ class BasicAuthSecret:
         self._lock = threading.Lock()  # guards the fields below; never held across I/O
         self._cached: tuple[tuple[str, str], float] | None = None
         self._failed_at: float | None = None
+        self._failed_kind = "error"
         self._lookup: _Lookup | None = None
 
     def credentials(self, deadline: float | None = None) -> tuple[str, str]:
@@ -74,27 +81,33 @@ class BasicAuthSecret:
                 # Stuck (an endpoint that trickles its answer): abandon it, as a failure that
                 # happened when it began. Its thread ends with botocore's connection.
                 self._failed_at, self._lookup, lookup = lookup.started, None, None
+                self._failed_kind = "timeout"
             if self._failed_at is not None and now - self._failed_at < RETRY_AFTER_FAILURE_SECONDS:
-                raise SecretError("secret lookup failed recently; retrying later")
+                raise SecretError(
+                    "secret lookup failed recently; retrying later", self._failed_kind
+                )
             if lookup is None:
                 lookup = self._lookup = _Lookup(self._fetch, now)
         wait = (deadline if deadline is not None else time.monotonic() + self._timeout) - (
             time.monotonic()
         )
         if not lookup.done.wait(max(wait, 0.0)):
-            raise SecretError(f"cannot read secret {self._arn}: no answer by the deadline")
+            raise SecretError(
+                f"cannot read secret {self._arn}: no answer by the deadline", "timeout"
+            )
         with self._lock:
             if self._lookup is lookup:
                 self._lookup = None
                 if lookup.error is not None:
                     self._failed_at = lookup.started
+                    self._failed_kind = failure_kind(lookup.error)
         if lookup.error is not None:
             # Types only (Powertools' error and its cause, e.g. ConnectTimeoutError): a
             # transform error's message could quote the secret's text.
             error = lookup.error
             cause = error.__cause__ or error.__context__
             kind = type(error).__name__ + (f" ({type(cause).__name__})" if cause else "")
-            raise SecretError(f"cannot read secret {self._arn}: {kind}")
+            raise SecretError(f"cannot read secret {self._arn}: {kind}", failure_kind(error))
         credentials = _parse(self._arn, lookup.value)
         with self._lock:
             self._failed_at = None
@@ -120,8 +133,8 @@ class BasicAuthSecret:
 
 def _parse(arn: str, value: Any) -> tuple[str, str]:
     if not isinstance(value, dict):
-        raise SecretError(f"secret {arn} is not a JSON object")
+        raise SecretError(f"secret {arn} is not a JSON object", "malformed")
     username, password = value.get("username"), value.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
-        raise SecretError(f"secret {arn} needs string fields username and password")
+        raise SecretError(f"secret {arn} needs string fields username and password", "malformed")
     return username, password

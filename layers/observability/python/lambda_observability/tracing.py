@@ -162,6 +162,10 @@ def build_exporter(name: str, env: Mapping[str, str] = os.environ) -> SpanExport
 class SpanExportError(Exception):
     """Some spans were kept for the next export; the message says why the export failed."""
 
+    def __init__(self, message: str, causes: list[BaseException]) -> None:
+        super().__init__(message)
+        self.causes = causes  # one per exporter that failed
+
 
 class _Target:
     """One exporter, and the spans it failed to send (kept for its next export, bounded)."""
@@ -212,6 +216,12 @@ class Tracing:
         self._lock = threading.Lock()  # guards the lists below, never held across I/O
         self._in_flight: list[ReadableSpan] = []
 
+    @property
+    def exporters(self) -> list[str]:
+        """The exporters in use, by ``OTEL_TRACES_EXPORTER`` name (``custom`` for one set)."""
+        with self._lock:
+            return [target.name for target in self._targets]
+
     def use_exporter(self, exporter: SpanExporter | None) -> None:
         """Replace the exporters the ``OTEL_*`` variables name (tests, custom backends); spans
         the old ones still kept go back to the queue for the new one."""
@@ -235,7 +245,7 @@ class Tracing:
                 fresh = self._in_flight + fresh
             else:
                 self._in_flight = fresh
-        errors = []
+        errors: list[BaseException] = []
         for target in targets:
             with self._lock:
                 batch, target.kept = target.kept + fresh, []
@@ -245,12 +255,13 @@ class Tracing:
                 target.send(batch, deadline)
             except Exception as error:
                 target.keep(batch)
-                errors.append(f"{type(error).__name__}: {error}")
+                errors.append(error)
         with self._lock:
             if not final:
                 self._in_flight = []
         if errors:
-            raise SpanExportError("; ".join(errors) + "; spans kept for the next export")
+            reasons = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+            raise SpanExportError(reasons + "; spans kept for the next export", errors)
 
     def pending(self) -> int:
         """Spans waiting for an export (queued, or kept after a failure)."""

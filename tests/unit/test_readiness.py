@@ -1,0 +1,138 @@
+"""The readiness document and the failure kinds it reports, from real failures on loopback.
+
+Each failure is produced by the layer's own clients against a real socket (refused, silent,
+answering 503, answering garbage) or an unresolvable name; what the document may say about it
+is its kind only, never a host, port, URL, header or credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lambda_observability import http_client, readiness
+from lambda_observability.failures import FailureReporter, failure_kind
+from lambda_observability.instrument import instrumentation
+from lambda_observability.secrets import SecretError
+from tests.faults.campaign import unresolvable
+from tests.security import planted
+
+
+@contextlib.contextmanager
+def _server(answer: bytes | None) -> Iterator[int]:
+    """A loopback server that reads a request, then answers ``answer`` (None: stays silent)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                if answer is None:
+                    stop.wait(2)
+                else:
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(sock.getsockname()[1])
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _push_error(url: str) -> BaseException:
+    handler = http_client.push_handler(None, time.monotonic() + 0.3)
+    with pytest.raises(OSError) as caught:
+        handler(url, "PUT", 0.3, [("Content-Type", "text/plain")], b"x 1\n")()
+    return caught.value
+
+
+def test_refused_timeout_dns_http_status_and_malformed_are_told_apart() -> None:
+    refused = _push_error(f"http://127.0.0.1:{_closed_port()}/metrics")
+    dns = _push_error(f"http://{unresolvable('pushgateway')}:9091/metrics")
+    with _server(None) as port:
+        timeout = _push_error(f"http://127.0.0.1:{port}/metrics")
+    with _server(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n") as port:
+        http_503 = _push_error(f"http://127.0.0.1:{port}/metrics")
+    with _server(b"not http at all\r\n\r\n") as port:
+        malformed = _push_error(f"http://127.0.0.1:{port}/metrics")
+    assert failure_kind(refused) == "refused"
+    assert failure_kind(dns) == "dns"
+    assert failure_kind(timeout) == "timeout"
+    assert failure_kind(http_503) == "http 503"
+    assert failure_kind(malformed) == "malformed"
+    assert failure_kind(SecretError("secret lookup failed recently", "timeout")) == "timeout"
+    assert failure_kind("something odd") == "error"
+
+
+def _document(reporter: FailureReporter) -> dict[str, Any]:
+    return readiness.document(reporter)
+
+
+def _configure(monkeypatch: pytest.MonkeyPatch, url: str, secret_arn: str | None) -> None:
+    """This environment's settings, as if the Pushgateway (and a secret) were configured."""
+    state = instrumentation()
+    settings = dataclasses.replace(
+        state.settings, pushgateway_url=url, pushgateway_auth_secret_arn=secret_arn
+    )
+    monkeypatch.setattr(state, "settings", settings)
+
+
+def test_the_document_passes_warns_and_passes_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure(monkeypatch, "http://user:pw@127.0.0.1:9/x", "arn:planted")
+    reporter = FailureReporter()
+    first = _document(reporter)
+    assert first["status"] == "pass"
+    assert first["checks"] == {
+        "pushgateway:push": [{"status": "pass", "output": readiness.NOT_TRIED}],
+        "secrets:credentials": [{"status": "pass", "output": readiness.NOT_TRIED}],
+    }
+    reporter.succeeded("secrets")
+    reporter.failed("pushgateway", ConnectionRefusedError(111, "Connection refused"))
+    during = _document(reporter)
+    assert during["status"] == "warn"
+    (push,) = during["checks"]["pushgateway:push"]
+    assert push["status"] == "warn" and push["output"] == "refused"
+    assert "observedValue" not in push  # never succeeded in this environment
+    (secret,) = during["checks"]["secrets:credentials"]
+    assert secret["status"] == "pass" and secret["observedUnit"] == "s"
+    time.sleep(0.05)
+    reporter.succeeded("pushgateway")
+    after = _document(reporter)
+    assert after["status"] == "pass"
+    (push,) = after["checks"]["pushgateway:push"]
+    assert push["status"] == "pass" and 0 <= push["observedValue"] < 1
+    assert "output" not in push
+
+
+def test_output_never_holds_a_url_host_or_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_url = f"http://{planted.PUSHGATEWAY_USER}:{planted.PUSHGATEWAY_PASSWORD}@127.0.0.1:9"
+    _configure(monkeypatch, secret_url, None)
+    reporter = FailureReporter()
+    # Errors whose text names the URL, the host and the credentials.
+    reporter.failed("pushgateway", OSError(f"error talking to {secret_url}: 401 Unauthorized"))
+    text = json.dumps(_document(reporter))
+    assert "127.0.0.1" not in text and "http://" not in text and "401" not in text
+    assert planted.leaks([text]) == []

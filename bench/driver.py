@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
 from bench.configs import REPO, TEMPLATE
-from stack._proc import Service
+
+# bench.run and bench.policy import it from here
+from stack.components import FaultProxyProcess as FaultProxyProcess
 
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
@@ -193,38 +194,5 @@ class LocalRT:
     def stop(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        _stop(self.proc)
-        self._log_file.close()
-
-
-class FaultProxyProcess(Service):
-    """``python -m stack.faultproxy`` in front of a target, switched over its control API."""
-
-    def __init__(self, target: str, workdir: Path, name: str = "faultproxy") -> None:
-        self.log = workdir / f"{name}.log"
-        self._log_file = self.log.open("wb")
-        cmd = [sys.executable, "-m", "stack.faultproxy", "--target", target, "--control-port", "0"]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL, stderr=self._log_file
-        )
-        listening = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
-        self.url = _wait_line(self.log, listening, self.proc).group(1)
-        control = re.compile(r"control on (http://127\.0\.0\.1:\d+/fault)")
-        self.control_url = _wait_line(self.log, control, self.proc).group(1)
-
-    def set_delay(self, delay_ms: int) -> None:
-        fault = {"mode": "delay", "delay_ms": delay_ms} if delay_ms else {"mode": "pass"}
-        req = urllib.request.Request(
-            self.control_url, data=json.dumps(fault).encode(), method="PUT"
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            resp.read()
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.control_url, timeout=5) as resp:
-            data: dict[str, Any] = json.load(resp)
-        return data
-
-    def stop(self) -> None:
         _stop(self.proc)
         self._log_file.close()

@@ -21,12 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--prometheus-port", type=int, default=9090, help="0 = any free port")
     up.add_argument("--otlp-grpc-port", type=int, default=4317, help="0 = any free port")
     up.add_argument("--otlp-http-port", type=int, default=4318, help="0 = any free port")
-    up.add_argument("--delay-ms", type=int, default=0, help="OTLP receiver: delay per export")
+    up.add_argument(
+        "--delay-ms", type=int, default=0, help="OTLP/HTTP: delay per export (at a fault proxy)"
+    )
     up.add_argument(
         "--fail-status",
         type=int,
         default=None,
-        help="OTLP receiver: answer every export with this HTTP status",
+        help="OTLP/HTTP: answer every export with this HTTP status (at a fault proxy)",
     )
     up.add_argument(
         "--keep",
@@ -86,7 +88,7 @@ def _up(args: argparse.Namespace) -> int:
         print(f"Prometheus:          {stack.prometheus_url}")
         print(
             f"OTLP/HTTP receiver:  {stack.otlp_http_endpoint}/v1/traces "
-            f"(spans: GET {stack.otlp_http_endpoint}/spans)"
+            f"(spans: GET {stack.receiver.api_endpoint}/spans)"
         )
         print(f"OTLP/gRPC receiver:  {stack.otlp_grpc_endpoint}")
         print(f"Logs and spans.jsonl: {stack.workdir}")
@@ -99,10 +101,11 @@ def _up(args: argparse.Namespace) -> int:
         )
         print("\nCtrl-C to stop.", flush=True)
         while not stop.wait(1.0):
+            watched = (stack.pushgateway, stack.prometheus, stack.receiver, stack.receiver.proxy)
             dead = [
                 c.name
-                for c in (stack.pushgateway, stack.prometheus, stack.receiver)
-                if c.process is None or not c.process.running()
+                for c in watched
+                if c is not None and (c.process is None or not c.process.running())
             ]
             if dead:
                 print(f"error: {', '.join(dead)} exited; stopping", file=sys.stderr)

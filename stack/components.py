@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -291,8 +292,99 @@ class Prometheus(_Component):
 # ---------------------------------------------------------------------------
 
 
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # the child must import this very `stack` package, whatever its cwd
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(CONFIG_DIR.parent), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def _ready_line(log: Path, pattern: re.Pattern[str]) -> re.Match[str] | None:
+    """The first match of `pattern` in the log written so far."""
+    try:
+        return pattern.search(log.read_text(errors="replace"))
+    except OSError:
+        return None
+
+
+class FaultProxyProcess(_Component):
+    """`python -m stack.faultproxy` in front of `target`, in a child process (off the tested
+    process's GIL), switched over its control API: the one way to make a backend slow or
+    failing."""
+
+    _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+)) ")
+    _CONTROL = re.compile(r"control on (http://127\.0\.0\.1:\d+/fault)")
+
+    def __init__(
+        self,
+        target: str,
+        workdir: Path,
+        name: str = "faultproxy",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(workdir, startup_timeout)
+        self.name = name
+        self.target = target
+        self.port = port
+        self.control_url = ""
+        self._log = workdir / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        """Give this to the client instead of the target's URL."""
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> Self:
+        # The proxy binds port 0 itself and reports the real ports: no race to retry.
+        argv = [sys.executable, "-m", "stack.faultproxy", "--target", self.target]
+        argv += ["--listen-port", str(self.port), "--control-port", "0"]
+        self.process = ManagedProcess(self.name, argv, self._log, env=_child_env())
+        try:
+            self.process.wait_until(self._ready, self.startup_timeout, "listening")
+        except StackError:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        listening = _ready_line(self._log, self._LISTENING)
+        control = _ready_line(self._log, self._CONTROL)
+        if listening is None or control is None:
+            return False
+        self.port = int(listening.group(2))
+        self.control_url = control.group(1)
+        return True
+
+    def set_mode(self, mode: str, **params: Any) -> dict[str, Any]:
+        """Switch to a `FaultProxy` mode (`delay`, `status`, `refuse`, `trickle`, ...)."""
+        body = json.dumps({"mode": mode, **params}).encode()
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(self.control_url, body, headers, method="PUT")  # noqa: S310
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback URL)
+            return dict(json.load(resp))
+
+    def set_delay(self, delay_ms: int) -> None:
+        """Forward every request `delay_ms` late (0: pass straight through)."""
+        if delay_ms:
+            self.set_mode("delay", delay_ms=delay_ms)
+        else:
+            self.set_mode("pass")
+
+    def stats(self) -> dict[str, Any]:
+        """The current mode and its parameters, and the proxy's counters under `stats`."""
+        return dict(_get_json(self.control_url))
+
+
 class OtlpReceiverProcess(_Component):
-    """`python -m stack.otlp_receiver` in a child process (kept off the tested process's GIL)."""
+    """`python -m stack.otlp_receiver` in a child process (kept off the tested process's GIL).
+
+    With `fault_proxy` (the default, as benchmarks want it) a `FaultProxyProcess` stands in
+    front of its OTLP/HTTP port: `http_endpoint` is the proxy's, `set_fault` switches it, and
+    the span API (`api_endpoint`) stays direct. OTLP/gRPC is never proxied: the proxy speaks
+    HTTP/1.1 only."""
 
     name = "otlp-receiver"
 
@@ -304,48 +396,71 @@ class OtlpReceiverProcess(_Component):
         delay_ms: int = 0,
         fail_status: int | None = None,
         startup_timeout: float = 20.0,
+        fault_proxy: bool = True,
     ) -> None:
         super().__init__(workdir, startup_timeout)
+        if not fault_proxy and (delay_ms or fail_status is not None):
+            raise StackError("delay_ms and fail_status need the fault proxy (fault_proxy=True)")
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.api_port = 0
         self.delay_ms = delay_ms
         self.fail_status = fail_status
+        self.proxy: FaultProxyProcess | None = None
+        self._want_proxy = fault_proxy
         self.spans_file = workdir / "spans.jsonl"
         self._log = workdir / "otlp-receiver.log"
 
     @property
     def http_endpoint(self) -> str:
+        """Base URL for OTEL_EXPORTER_OTLP_ENDPOINT (through the fault proxy, if any)."""
         return f"http://{HOST}:{self.http_port}"
 
     @property
     def grpc_endpoint(self) -> str:
         return f"http://{HOST}:{self.grpc_port}"
 
+    @property
+    def api_endpoint(self) -> str:
+        """The receiver's own HTTP port: spans, stats, never delayed or failed."""
+        return f"http://{HOST}:{self.api_port}"
+
+    @property
+    def pids(self) -> list[int]:
+        procs = (self.process, self.proxy.process if self.proxy else None)
+        return [p.pid for p in procs if p is not None]
+
     def start(self) -> Self:
         # The receiver binds port 0 itself and reports the real ports: no race to retry.
+        http_port = 0 if self._want_proxy else self.http_port
         argv = [
             sys.executable,
             "-m",
             "stack.otlp_receiver",
             f"--grpc-port={self.grpc_port}",
-            f"--http-port={self.http_port}",
+            f"--http-port={http_port}",
             f"--spans-file={self.spans_file}",
-            f"--delay-ms={self.delay_ms}",
         ]
-        if self.fail_status is not None:
-            argv.append(f"--fail-status={self.fail_status}")
-        env = dict(os.environ)
-        # the child must import this very `stack` package, whatever its cwd
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(CONFIG_DIR.parent), env.get("PYTHONPATH", "")) if p
-        )
-        self.process = ManagedProcess(self.name, argv, self._log, env=env)
+        self.process = ManagedProcess(self.name, argv, self._log, env=_child_env())
         try:
             self.process.wait_until(self._ready, self.startup_timeout, "ready")
+            if self._want_proxy:
+                self.proxy = FaultProxyProcess(
+                    self.api_endpoint, self.workdir, "otlp-faultproxy", port=self.http_port
+                )
+                self.proxy.start()
+                self.set_fault(self.delay_ms, self.fail_status)
+            self.http_port = self.proxy.port if self.proxy else self.api_port
         except StackError:
             self.stop()
             raise
         return self
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+        super().stop()
 
     def _ready(self) -> bool:
         try:
@@ -359,26 +474,27 @@ class OtlpReceiverProcess(_Component):
                 except ValueError:  # line still being written
                     return False
                 self.grpc_port = int(info["grpc_port"])
-                self.http_port = int(info["http_port"])
+                self.api_port = int(info["http_port"])
                 return True
         return False
 
     def spans(self, **filters: str) -> list[dict[str, Any]]:
         """Spans received so far (filters: trace_id, name, span_id, parent_span_id)."""
         query = urllib.parse.urlencode(filters)
-        return list(_get_json(f"{self.http_endpoint}/spans?{query}"))
+        return list(_get_json(f"{self.api_endpoint}/spans?{query}"))
 
     def clear_spans(self) -> int:
-        url = f"{self.http_endpoint}/spans"
+        url = f"{self.api_endpoint}/spans"
         req = urllib.request.Request(url, method="DELETE")  # noqa: S310 (loopback URL)
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback URL)
             return int(json.load(resp)["deleted"])
 
     def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
-        """Change the injected delay/failure of the running receiver."""
-        body = json.dumps({"delay_ms": delay_ms, "fail_status": fail_status}).encode()
-        url = f"{self.http_endpoint}/control"
-        headers = {"Content-Type": "application/json"}
-        req = urllib.request.Request(url, data=body, method="PUT", headers=headers)  # noqa: S310
-        with urllib.request.urlopen(req, timeout=5):  # noqa: S310 (loopback URL)
-            pass
+        """Delay every OTLP/HTTP export, or answer it with `fail_status`, at the fault proxy
+        (`self.proxy.set_mode` has every other fault)."""
+        if self.proxy is None:
+            raise StackError("this receiver has no fault proxy (fault_proxy=False)")
+        if fail_status is not None:
+            self.proxy.set_mode("status", status=fail_status)
+        else:
+            self.proxy.set_delay(delay_ms)

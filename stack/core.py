@@ -33,6 +33,7 @@ class Stack(Service):
         otlp_http_port: int = 0,
         delay_ms: int = 0,
         fail_status: int | None = None,
+        otlp_fault_proxy: bool = False,
         workdir: Path | str | None = None,
         keep_workdir: bool = False,
     ) -> None:
@@ -52,6 +53,8 @@ class Stack(Service):
             http_port=otlp_http_port,
             delay_ms=delay_ms,
             fail_status=fail_status,
+            # a proxy hop only where a fault is wanted: `set_fault` needs it from the start
+            fault_proxy=otlp_fault_proxy or delay_ms > 0 or fail_status is not None,
         )
         self._started = False
 
@@ -109,8 +112,8 @@ class Stack(Service):
     @property
     def pids(self) -> list[int]:
         """PIDs of the running children (tests check none is left behind)."""
-        comps = (self.pushgateway, self.prometheus, self.receiver)
-        return [c.process.pid for c in comps if c.process is not None]
+        comps = (self.pushgateway, self.prometheus)
+        return [c.process.pid for c in comps if c.process is not None] + self.receiver.pids
 
     def env(self, protocol: str = "http/protobuf") -> dict[str, str]:
         """Environment variables that point the function at this stack."""
@@ -141,6 +144,8 @@ class Stack(Service):
         return self.receiver.clear_spans()
 
     def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
+        """OTLP/HTTP exports delayed or failed at the receiver's fault proxy (needs
+        `otlp_fault_proxy=True`, or a `delay_ms`/`fail_status` at construction)."""
         self.receiver.set_fault(delay_ms=delay_ms, fail_status=fail_status)
 
     def reset(self) -> None:

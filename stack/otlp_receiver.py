@@ -4,8 +4,8 @@ No OpenTelemetry Collector package can be installed here, so this speaks just en
 OTLP to stand in for one: TraceService/Export over gRPC and ``POST /v1/traces``
 (binary protobuf, optionally gzip) over HTTP. Every span is kept in memory and appended
 as one JSON line to a file; ``GET /spans`` / ``DELETE /spans`` on the HTTP port let
-tests read and reset them. ``--delay-ms`` and ``--fail-status`` inject latency and
-errors for fault and benchmark work (also adjustable at run time via ``PUT /control``).
+tests read and reset them. It has no fault controls of its own: a slow or failing backend is
+``stack.faultproxy`` in front of it (``OtlpReceiverProcess`` starts one).
 
 Run it alone with ``python -m stack.otlp_receiver``; it prints one JSON "ready" line
 with the bound ports on stdout once both servers listen.
@@ -14,6 +14,7 @@ with the bound ports on stdout once both servers listen.
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import os
@@ -24,7 +25,6 @@ import threading
 import time
 import zlib
 from concurrent import futures
-from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,14 +33,16 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
+from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
+from google.protobuf.message import (  # type: ignore[import-untyped, unused-ignore]
+    DecodeError,
+    Message,
+)
 from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from stack._proc import Service
 
@@ -54,88 +56,78 @@ ExportResponse = trace_service_pb2.ExportTraceServiceResponse
 JSON = Any  # recursive JSON values: typing them fully buys nothing here
 
 
-@dataclass
-class Fault:
-    """Injected behaviour applied to every export, on both transports."""
-
-    delay_ms: int = 0
-    fail_status: int | None = None  # HTTP status to answer instead of accepting
-
-
 # ---------------------------------------------------------------------------
 # protobuf -> JSON-friendly dicts
+#
+# json_format does the walk over every field; what follows only turns its protobuf-JSON
+# spellings into what the tests read: ids in lowercase hex (not base64, as OTLP/JSON writes
+# them too), 64-bit integers as ints, and attribute lists as flat {key: python value} dicts.
+
+_HEX_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 
 
-def any_value(value: AnyValue) -> JSON:
-    """Convert an OTLP AnyValue to the matching plain Python value."""
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return attributes(value.kvlist_value.values)
-    if kind == "bytes_value":
-        return value.bytes_value.hex()
-    return getattr(value, kind)
+def _to_dict(message: Message) -> dict[str, JSON]:
+    return dict(
+        json_format.MessageToDict(
+            message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,  # "" for a root span's parent_span_id
+        )
+    )
 
 
-def attributes(kvs: Any) -> dict[str, JSON]:
-    """Convert repeated KeyValue to a dict (later duplicates win, like the SDK)."""
-    out: dict[str, JSON] = {}
-    kv: KeyValue
-    for kv in kvs:
-        out[kv.key] = any_value(kv.value)
-    return out
+def _hex(b64: str) -> str:
+    return base64.b64decode(b64).hex()
 
 
-def span_record(
-    span: Span,
-    resource_attrs: dict[str, JSON],
-    scope: dict[str, str],
-    transport: str,
-) -> dict[str, JSON]:
-    """One stored span: ids as lowercase hex, enums by their OTLP names."""
-    return {
-        "trace_id": span.trace_id.hex(),
-        "span_id": span.span_id.hex(),
-        "parent_span_id": span.parent_span_id.hex(),
-        "trace_state": span.trace_state,
-        "name": span.name,
-        "kind": Span.SpanKind.Name(span.kind),
-        "start_time_unix_nano": span.start_time_unix_nano,
-        "end_time_unix_nano": span.end_time_unix_nano,
-        "attributes": attributes(span.attributes),
-        "resource_attributes": resource_attrs,
-        "scope": scope,
-        "status": {
-            "code": Status.StatusCode.Name(span.status.code),
-            "message": span.status.message,
-        },
-        "events": [
-            {
-                "name": ev.name,
-                "time_unix_nano": ev.time_unix_nano,
-                "attributes": attributes(ev.attributes),
-            }
-            for ev in span.events
-        ],
-        "links": [
-            {"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex()} for ln in span.links
-        ],
-        "transport": transport,
-        "received_at": time.time(),
-    }
+def any_value(value: dict[str, JSON]) -> JSON:
+    """An AnyValue (as MessageToDict writes it) as the matching plain Python value."""
+    for kind, inner in value.items():  # a oneof: at most one key
+        if kind == "array_value":
+            return [any_value(v) for v in inner.get("values", [])]
+        if kind == "kvlist_value":
+            return attributes(inner.get("values", []))
+        if kind == "bytes_value":
+            return _hex(inner)
+        if kind == "int_value":  # 64-bit integers are JSON strings in protobuf's mapping
+            return int(inner)
+        return inner
+    return None
+
+
+def attributes(kvs: list[dict[str, JSON]]) -> dict[str, JSON]:
+    """Repeated KeyValue as a dict (later duplicates win, like the SDK)."""
+    return {kv["key"]: any_value(kv.get("value", {})) for kv in kvs}
+
+
+def _plain(node: JSON, key: str = "") -> JSON:
+    if key in _HEX_FIELDS:
+        return _hex(node)
+    if key == "attributes":
+        return attributes(node)
+    if key.endswith("_unix_nano"):  # fixed64: a JSON string too
+        return int(node)
+    if isinstance(node, dict):
+        return {k: _plain(v, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v, key) for v in node]
+    return node
 
 
 def span_records(request: ExportRequest, transport: str) -> list[dict[str, JSON]]:
-    """Flatten an export request (resource -> scope -> spans) into records."""
+    """Flatten an export request (resource -> scope -> spans) into one record per span: the
+    span's own fields, plus ``resource_attributes``, ``scope``, ``transport``, ``received_at``."""
+    received_at = time.time()
     records: list[dict[str, JSON]] = []
-    for rs in request.resource_spans:
-        res = attributes(rs.resource.attributes)
-        for ss in rs.scope_spans:
-            scope = {"name": ss.scope.name, "version": ss.scope.version}
-            records.extend(span_record(s, res, scope, transport) for s in ss.spans)
+    for rs in _plain(_to_dict(request)).get("resource_spans", []):
+        resource = rs.get("resource", {}).get("attributes", {})
+        for ss in rs.get("scope_spans", []):
+            scope = ss.get("scope", {"name": "", "version": ""})
+            extra = {"resource_attributes": resource, "scope": scope}
+            records.extend(
+                {**span, **extra, "transport": transport, "received_at": received_at}
+                for span in ss.get("spans", [])
+            )
     return records
 
 
@@ -184,35 +176,13 @@ class SpanStore:
 # ---------------------------------------------------------------------------
 # transports
 
-# OTLP/gRPC clients retry UNAVAILABLE/RESOURCE_EXHAUSTED but not INTERNAL, mirroring
-# OTLP/HTTP's retryable 429/502/503/504 vs. permanent 500, so keep that distinction.
-_GRPC_FOR_HTTP: dict[int, Any] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    500: grpc.StatusCode.INTERNAL,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    502: grpc.StatusCode.UNAVAILABLE,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-
-def _grpc_code(http_status: int) -> Any:
-    default = grpc.StatusCode.INVALID_ARGUMENT if http_status < 500 else grpc.StatusCode.UNKNOWN
-    return _GRPC_FOR_HTTP.get(http_status, default)
-
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc, unused-ignore]
     def __init__(self, receiver: OtlpReceiver) -> None:
         self._receiver = receiver
 
     def Export(self, request: ExportRequest, context: Any) -> ExportResponse:  # noqa: N802 (gRPC name)
-        status = self._receiver.handle(request, "grpc")
-        if status is not None:
-            context.abort(_grpc_code(status), f"injected failure (HTTP {status})")
+        self._receiver.handle(request, "grpc")
         return ExportResponse()
 
 
@@ -236,9 +206,14 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode(), "application/json")
 
     def _send_rpc_status(self, status: int, message: str) -> None:
-        # OTLP/HTTP: error bodies are a google.rpc.Status in the request's encoding
-        grpc_code = _grpc_code(status)
-        body = status_pb2.Status(code=grpc_code.value[0], message=message).SerializeToString()
+        # OTLP/HTTP: error bodies are a google.rpc.Status in the request's encoding; every
+        # error this receiver answers is the client's (a bad route, size, type or encoding)
+        code = (
+            grpc.StatusCode.NOT_FOUND
+            if status == HTTPStatus.NOT_FOUND
+            else grpc.StatusCode.INVALID_ARGUMENT
+        )
+        body = status_pb2.Status(code=code.value[0], message=message).SerializeToString()
         self._send(status, body, "application/x-protobuf")
 
     def _read_body(self) -> bytes | None:
@@ -264,8 +239,6 @@ class _HttpHandler(BaseHTTPRequestHandler):
             self._send_json(200, spans)
         elif url.path in ("/-/ready", "/-/healthy"):
             self._send(200, b"OK", "text/plain")
-        elif url.path == "/control":
-            self._send_json(200, asdict(receiver.fault))
         elif url.path == "/stats":
             self._send_json(200, receiver.stats())
         else:
@@ -276,25 +249,6 @@ class _HttpHandler(BaseHTTPRequestHandler):
             self._send_json(200, {"deleted": self.server.receiver.store.clear()})
         else:
             self._send_json(404, {"error": "not found"})
-
-    def do_PUT(self) -> None:
-        if urlsplit(self.path).path != "/control":
-            self._send_json(404, {"error": "not found"})
-            return
-        body = self._read_body()
-        if body is None:
-            return
-        try:
-            data = json.loads(body or b"{}")
-            fault = Fault(
-                delay_ms=int(data.get("delay_ms", 0)),
-                fail_status=int(data["fail_status"]) if data.get("fail_status") else None,
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            self._send_json(400, {"error": str(exc)})
-            return
-        self.server.receiver.fault = fault
-        self._send_json(200, asdict(fault))
 
     def do_POST(self) -> None:
         if urlsplit(self.path).path != "/v1/traces":
@@ -322,10 +276,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except (OSError, EOFError, zlib.error, DecodeError) as exc:
             self._send_rpc_status(HTTPStatus.BAD_REQUEST, f"cannot decode request: {exc}")
             return
-        status = self.server.receiver.handle(request, "http")
-        if status is not None:
-            self._send_rpc_status(status, f"injected failure (HTTP {status})")
-            return
+        self.server.receiver.handle(request, "http")
         self._send(200, ExportResponse().SerializeToString(), "application/x-protobuf")
 
 
@@ -346,12 +297,9 @@ class OtlpReceiver(Service):
         grpc_port: int = DEFAULT_GRPC_PORT,
         http_port: int = DEFAULT_HTTP_PORT,
         spans_file: Path | str | None = None,
-        delay_ms: int = 0,
-        fail_status: int | None = None,
         verbose: bool = False,
     ) -> None:
         self.store = SpanStore(Path(spans_file) if spans_file is not None else None)
-        self.fault = Fault(delay_ms=delay_ms, fail_status=fail_status)
         self.verbose = verbose
         self._requested = (grpc_port, http_port)
         self._grpc_server: Any = None
@@ -359,7 +307,6 @@ class OtlpReceiver(Service):
         self._http_thread: threading.Thread | None = None
         self._stats_lock = threading.Lock()
         self._requests = {"grpc": 0, "http": 0}
-        self._rejected = 0
         self.grpc_port = 0
         self.http_port = 0
 
@@ -372,25 +319,16 @@ class OtlpReceiver(Service):
     def grpc_endpoint(self) -> str:
         return f"http://{HOST}:{self.grpc_port}"
 
-    def handle(self, request: ExportRequest, transport: str) -> int | None:
-        """Apply the fault, store the spans; return an HTTP status to fail with, if any."""
-        fault = self.fault  # one read: a concurrent PUT /control must not split it
-        if fault.delay_ms > 0:
-            time.sleep(fault.delay_ms / 1000)
+    def handle(self, request: ExportRequest, transport: str) -> None:
+        """Count the export and store its spans."""
         with self._stats_lock:
             self._requests[transport] += 1
-            if fault.fail_status is not None:
-                self._rejected += 1
-        if fault.fail_status is not None:
-            return fault.fail_status
         self.store.add(span_records(request, transport))
-        return None
 
     def stats(self) -> dict[str, JSON]:
         with self._stats_lock:
             return {
                 "requests": dict(self._requests),
-                "rejected": self._rejected,
                 "spans": len(self.store.spans()),
             }
 
@@ -458,13 +396,6 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="JSON-lines file to append spans to (default: a new temp file)",
     )
-    p.add_argument("--delay-ms", type=int, default=0, help="sleep before answering each export")
-    p.add_argument(
-        "--fail-status",
-        type=int,
-        default=None,
-        help="answer every export with this HTTP status (gRPC: mapped code)",
-    )
     p.add_argument("--verbose", action="store_true", help="log every HTTP request")
     return p
 
@@ -480,8 +411,6 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         http_port=args.http_port,
         spans_file=spans_file,
-        delay_ms=args.delay_ms,
-        fail_status=args.fail_status,
         verbose=args.verbose,
     )
     stop = threading.Event()

@@ -19,11 +19,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    InstrumentationScope,
+    KeyValue,
+    KeyValueList,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from stack import OtlpReceiverProcess, StackError
 from stack.otlp_receiver import OtlpReceiver
 
 
@@ -96,7 +104,7 @@ def assert_trace(
     }
     assert server["resource_attributes"]["service.name"] == "healthz"
     assert server["resource_attributes"]["faas.instance"] == "env-1"
-    assert server["scope"] == {"name": "tests.stack", "version": "1.2.3"}
+    assert (server["scope"]["name"], server["scope"]["version"]) == ("tests.stack", "1.2.3")
     assert server["status"] == {"code": "STATUS_CODE_UNSET", "message": ""}
     assert child["status"] == {"code": "STATUS_CODE_ERROR", "message": "db down"}
     assert child["events"][0]["name"] == "retry"
@@ -175,29 +183,6 @@ def test_http_protocol_details(receiver: OtlpReceiver) -> None:
     assert post_traces(receiver, b"{}", {"Content-Type": "application/json"})[0] == 415
 
 
-def test_fail_status(receiver: OtlpReceiver) -> None:
-    # 500 is not retryable (OTLP/HTTP) and maps to INTERNAL (not retried over gRPC either),
-    # so the exporters give up at once instead of backing off.
-    receiver.fault.fail_status = 500
-    assert emit_export(http_exporter(receiver)) is SpanExportResult.FAILURE
-    assert emit_export(grpc_exporter(receiver)) is SpanExportResult.FAILURE
-    assert receiver.store.spans() == []
-    assert receiver.stats()["rejected"] == 2
-
-    status, ctype, _ = post_traces(receiver, b"", {"Content-Type": "application/x-protobuf"})
-    assert (status, ctype) == (500, "application/x-protobuf")
-
-    # switched off at run time through the control endpoint
-    req = urllib.request.Request(
-        f"{receiver.http_endpoint}/control",
-        method="PUT",
-        data=b'{"delay_ms": 0, "fail_status": null}',
-    )
-    with urllib.request.urlopen(req, timeout=5):
-        pass
-    assert emit_export(http_exporter(receiver)) is SpanExportResult.SUCCESS
-
-
 def emit_export(exporter: SpanExporter) -> SpanExportResult:
     """Export one finished span straight through `exporter`; return its result."""
     provider = TracerProvider()
@@ -217,9 +202,100 @@ def emit_export(exporter: SpanExporter) -> SpanExportResult:
         exporter.shutdown()
 
 
-def test_delay(receiver: OtlpReceiver) -> None:
-    receiver.fault.delay_ms = 200
-    started = time.monotonic()
-    assert emit_export(grpc_exporter(receiver)) is SpanExportResult.SUCCESS
-    assert emit_export(http_exporter(receiver)) is SpanExportResult.SUCCESS
-    assert time.monotonic() - started >= 0.4
+def test_every_field_of_the_span_is_kept(receiver: OtlpReceiver) -> None:
+    # json_format walks every field: links, their attributes and trace state, scope
+    # attributes, flags and dropped counts reach the record too, not only the ones a
+    # hand-written conversion thought of.
+    scope = InstrumentationScope(name="s", version="1", attributes=[_kv("scope.attr", "x")])
+    span = Span(
+        trace_id=bytes(range(16)),
+        span_id=bytes(range(8)),
+        name="linked",
+        kind=Span.SpanKind.SPAN_KIND_CLIENT,
+        flags=0x301,
+        dropped_attributes_count=2,
+        attributes=[
+            _kv("bytes", AnyValue(bytes_value=b"\x00\xff")),
+            _kv("nested", AnyValue(kvlist_value=KeyValueList(values=[_kv("n", 7)]))),
+            KeyValue(key="unset"),
+        ],
+        links=[
+            Span.Link(
+                trace_id=b"\x11" * 16,
+                span_id=b"\x22" * 8,
+                trace_state="k=v",
+                attributes=[_kv("link.kind", "follows")],
+            )
+        ],
+    )
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(scope=scope, spans=[span])])]
+    )
+    status, _, _ = post_traces(
+        receiver, request.SerializeToString(), {"Content-Type": "application/x-protobuf"}
+    )
+    assert status == 200
+    (record,) = receiver.store.spans()
+    assert record["trace_id"] == bytes(range(16)).hex() and record["parent_span_id"] == ""
+    assert record["kind"] == "SPAN_KIND_CLIENT"
+    assert (record["flags"], record["dropped_attributes_count"]) == (0x301, 2)
+    assert record["attributes"] == {"bytes": "00ff", "nested": {"n": 7}, "unset": None}
+    assert record["scope"]["attributes"] == {"scope.attr": "x"}
+    assert record["resource_attributes"] == {}
+    (link,) = record["links"]
+    assert link["trace_id"] == "11" * 16 and link["span_id"] == "22" * 8
+    assert link["trace_state"] == "k=v" and link["attributes"] == {"link.kind": "follows"}
+
+
+def _kv(key: str, value: str | int | AnyValue) -> KeyValue:
+    if isinstance(value, AnyValue):
+        return KeyValue(key=key, value=value)
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def test_the_receiver_has_no_fault_controls_of_its_own(receiver: OtlpReceiver) -> None:
+    # one mechanism for a slow or failing backend: the fault proxy (next test)
+    req = urllib.request.Request(f"{receiver.http_endpoint}/control", data=b"{}", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=5)
+    assert refused.value.code == 501  # http.server: no do_PUT at all
+    assert not hasattr(receiver, "fault")
+
+
+@pytest.mark.integration
+def test_faults_are_the_fault_proxys(tmp_path: Path) -> None:
+    with OtlpReceiverProcess(tmp_path, delay_ms=200) as process:
+        assert process.proxy is not None and process.http_endpoint == process.proxy.url
+
+        def target(timeout: float = 5) -> HttpExporter:  # emit_export shuts each one down
+            return HttpExporter(endpoint=f"{process.http_endpoint}/v1/traces", timeout=timeout)
+
+        started = time.monotonic()
+        assert emit_export(target()) is SpanExportResult.SUCCESS
+        assert time.monotonic() - started >= 0.2
+        # 500 is not retryable over OTLP/HTTP: the exporter gives up at once
+        process.set_fault(fail_status=500)
+        assert emit_export(target()) is SpanExportResult.FAILURE
+        # any of the proxy's modes, not only a delay or a status
+        process.proxy.set_mode("refuse")
+        assert emit_export(target(timeout=0.5)) is SpanExportResult.FAILURE
+        process.set_fault()
+        assert emit_export(target()) is SpanExportResult.SUCCESS
+        # the span API is the receiver's own port: neither delayed nor failed
+        process.proxy.set_mode("status", status=503)
+        assert len(process.spans()) == 2
+        # OTLP/gRPC goes straight to the receiver (the proxy speaks HTTP/1.1 only)
+        grpc = GrpcExporter(endpoint=process.grpc_endpoint, insecure=True, timeout=5)
+        assert emit_export(grpc) is SpanExportResult.SUCCESS
+        assert process.proxy.stats()["stats"]["by_mode"] == {
+            "delay": 1,
+            "status": 1,
+            "pass": 1,
+        }
+    (tmp_path / "direct").mkdir()
+    with OtlpReceiverProcess(tmp_path / "direct", fault_proxy=False) as direct:
+        assert direct.proxy is None and direct.http_endpoint == direct.api_endpoint
+        with pytest.raises(StackError, match="no fault proxy"):
+            direct.set_fault(delay_ms=100)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+import psutil
+
 from bench.configs import REPO, TEMPLATE
 
 # bench.run and bench.policy import it from here
@@ -74,6 +76,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def vm_hwm_kib(pid: int) -> int | None:
     """Peak resident set size (VmHWM) of a live process, in KiB."""
+    # /proc by hand here only: psutil reports the current RSS, not the peak
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -84,11 +87,9 @@ def vm_hwm_kib(pid: int) -> int | None:
 
 def parent_pid(pid: int) -> int | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
         return None
-    # the command name may hold spaces: fields start after the last ')'
-    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 class LocalRT:

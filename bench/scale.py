@@ -46,6 +46,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.measure import percentile
@@ -57,7 +58,6 @@ RESULTS = ROOT / "bench/results"
 JANITOR = ROOT / "functions/pushgateway_janitor/app.py"
 JOB = "healthz"
 PUSH_TIMEOUT_SECONDS = 5.0  # generous: the bench measures latency, it does not cut it off
-_TICK = os.sysconf("SC_CLK_TCK")
 
 if str(LAYER) not in sys.path:
     sys.path.insert(0, str(LAYER))
@@ -241,15 +241,12 @@ def _worker(index: int, workers: int, url: str, threads: int, conn: Connection) 
 
 
 def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _proc_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 class _Usage:

@@ -10,7 +10,6 @@ replaced, no planted secret in any output. Stops by itself: at ``seconds`` or ``
 
 from __future__ import annotations
 
-import os
 import statistics
 import threading
 import time
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from stack import Stack
@@ -78,13 +78,13 @@ class Report:
 
 
 def _proc(pid: int) -> tuple[int, int] | None:
+    """RSS in kB and open descriptors of a live process (None once it is gone)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            return proc.memory_info().rss // 1024, proc.num_fds()
+    except psutil.Error:
         return None
-    rss = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), 0)
-    return rss, fds
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -121,7 +121,7 @@ def handler_env(handler: Handler) -> dict[str, str]:
 
 
 def measure(handler: Handler, runs: int) -> dict[str, Any]:
-    samples: list[tuple[float, list[Import], float]] = []
+    samples: list[tuple[float, list[Import], float, dict[str, str]]] = []
     for _ in range(runs):
         proc = subprocess.run(
             # os._exit: skip atexit hooks (an exporter flushing to a backend that is not there)
@@ -136,11 +136,12 @@ def measure(handler: Handler, runs: int) -> dict[str, Any]:
         if proc.returncode != 0:
             raise RuntimeError(f"{handler.key}: import app failed:\n{proc.stderr[-2000:]}")
         imports = parse(proc.stderr)
+        parents = _parents(imports)
         app_us = next(i.cumulative_us for i in imports if i.name == "app" and i.depth == 0)
         total_us = sum(i.cumulative_us for i in imports if i.depth == 0)
-        samples.append((app_us / 1000, imports, total_us / 1000))
+        samples.append((app_us / 1000, imports, total_us / 1000, parents))
     samples.sort(key=lambda s: s[0])
-    median_app, imports, total_ms = samples[len(samples) // 2]
+    median_app, imports, total_ms, parents = samples[len(samples) // 2]
     baseline = _interpreter_ms(runs)
     return {
         "key": handler.key,
@@ -156,10 +157,64 @@ def measure(handler: Handler, runs: int) -> dict[str, Any]:
                 "depth": i.depth,
                 "cumulative_ms": round(i.cumulative_us / 1000, 2),
                 "self_ms": round(i.self_us / 1000, 2),
+                "imported_by": parents.get(i.name),
             }
             for i in sorted(imports, key=lambda i: i.cumulative_us, reverse=True)
         ],
     }
+
+
+def _parents(imports: list[Import]) -> dict[str, str]:
+    """Who imported each module: importtime lists children first, then their parent, shallower."""
+    parents: dict[str, str] = {}
+    for index, child in enumerate(imports):
+        for later in imports[index + 1 :]:
+            if later.depth < child.depth:
+                parents[child.name] = later.name
+                break
+    return parents
+
+
+# Why each heavy import of this project is needed before its first response (issue 10). A
+# module takes the reason of its longest listed prefix; one without falls back on its importer's.
+ACCOUNTED = {
+    "app": "the function",
+    "health": "the health document",
+    "lambda_observability": "the layer",
+    "aws_lambda_powertools": "Powertools Logger (kept, issue 10); Powertools' package `__init__` "
+    "also imports its Metrics and Tracer modules",
+    "jmespath": "Powertools Logger (correlation id paths)",
+    "botocore": "`botocore/__init__` only, for Powertools' user agent; no session, no client",
+    "prometheus_client": "prometheus-client (kept): the counter and histogram a response updates",
+    "prometheus_client.exposition": "prometheus-client's own `__init__` imports it (the push, "
+    "http.server, wsgiref): unavoidable while the metrics are prometheus-client objects",
+    "prometheus_client.decorator": "prometheus-client's metrics (its timing decorators)",
+    "opentelemetry": "the OpenTelemetry API and SDK (kept): the invocation's SERVER span",
+    "opentelemetry.baggage": "the W3C baggage propagator (OTEL_PROPAGATORS)",
+    "opentelemetry.trace.propagation": "the W3C trace-context propagator (OTEL_PROPAGATORS)",
+    "http.client": "the layer's Extensions API client (async mode registers at init); also "
+    "prometheus-client's exposition",
+    "uuid": "the environment's instance id (grouping key, service.instance.id)",
+    "typing_extensions": "Powertools and OpenTelemetry",
+    "json": "events and answers",
+    "logging": "Powertools Logger",
+    "typing": "everything",
+}
+HEAVY_MS = 3.0
+
+
+def account(entry: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> str | None:
+    """Why ``entry`` is imported: its own reason, or "for" its nearest importer that has one;
+    None if it was not imported on behalf of the handler (the interpreter's own start)."""
+    name: str | None = entry["name"]
+    while name is not None:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            reason = ACCOUNTED.get(".".join(parts[:cut]))
+            if reason:
+                return reason if name == entry["name"] else f"for `{name}`"
+        name = by_name.get(name, {}).get("imported_by")
+    return None
 
 
 _BASELINE: list[float] = []
@@ -235,6 +290,30 @@ def markdown(results: list[dict[str, Any]], sizes: dict[str, Any], top: int) -> 
             lines.append(
                 f"| `{i['name']}` | {i['depth']} | {i['cumulative_ms']:.1f} | {i['self_ms']:.1f} |"
             )
+    ours = next((r for r in results if r["key"] == "ours"), None)
+    if ours is not None:
+        by_name = {i["name"]: i for i in ours["top"]}
+        heavy = [i for i in ours["top"] if i["cumulative_ms"] >= HEAVY_MS and i["depth"] > 0]
+        lines += [
+            "",
+            f"## Every import of this project over {HEAVY_MS:g} ms, and why it comes before the "
+            "first response",
+            "",
+            "The same median run. Imported only when first used, after the response in async mode "
+            "(a test fails if any is loaded earlier, `tests/unit/test_cold_imports.py`): the OTLP "
+            "exporter and protobuf, the layer's HTTP client, boto3 and Powertools' parameters "
+            "(the Pushgateway secret), `opentelemetry.propagate` and `importlib.metadata`; never: "
+            "Powertools' event handler, asyncio, requests.",
+            "",
+            "| module | cumulative ms | imported by | why before the first response |",
+            "|---|---:|---|---|",
+        ]
+        for i in heavy:
+            why = account(i, by_name)
+            if why is not None:
+                lines.append(
+                    f"| `{i['name']}` | {i['cumulative_ms']:.1f} | `{i['imported_by']}` | {why} |"
+                )
     lines += ["", "## Installed size of the layer's dependencies (manylinux2014 x86_64, cp313)", ""]
     for name, size in sizes.items():
         if "error" in size:

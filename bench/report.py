@@ -9,10 +9,12 @@ from typing import Any
 
 BARE = "bare"
 OURS = ("ours-sync", "ours-async")
-PEERS = ("otel-instrumentation", "otel-lite-sync", "otel-lite-async")
-P50_MARGIN_MS = 1.0
-COLD_RATIO = 1.5
-RSS_MARGIN_MIB = 30.0
+LITE = ("otel-lite-sync", "otel-lite-async")
+# Issue 10's targets, for our async mode (the default inside Lambda).
+P50_MARGIN_MS = 0.5
+COLD_RATIO = 3.5
+COLD_VS_LITE = 0.8  # at least 20 % faster than lambda-otel-lite's best mode
+RSS_MARGIN_MIB = 25.0
 
 
 def _get(data: dict[str, Any], key: str, delay: int) -> dict[str, Any] | None:
@@ -27,65 +29,66 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 4's targets, checked for every delay and for both of our modes."""
+    """Issue 10's targets, checked for every delay and both of our modes (they apply to async:
+    sync mode exports before answering, so the backend's delay is in its latency)."""
     checks: list[dict[str, Any]] = []
+
+    def check(target: str, key: str, delay: int, value: str, met: bool) -> None:
+        checks.append(
+            {
+                "target": target,
+                "config": key,
+                "delay_ms": delay,
+                "value": value,
+                "met": met,
+                "applies": key == "ours-async",
+            }
+        )
+
     for delay in data["delays_ms"]:
         bare = _get(data, BARE, delay)
         if bare is None:
             continue
+        lite = [c for c in (_get(data, k, delay) for k in LITE) if c is not None]
         for key in OURS:
             ours = _get(data, key, delay)
             if ours is None:
                 continue
+            cold = ours["cold_ms"]["p50"]
+            if lite:
+                best = min(c["cold_ms"]["p50"] for c in lite)
+                check(
+                    f"cold start p50 at least {1 - COLD_VS_LITE:.0%} faster than "
+                    "lambda-otel-lite's best mode",
+                    key,
+                    delay,
+                    f"{cold:.0f} ms vs {best:.0f} ms ({cold / best:.2f}x)",
+                    cold <= COLD_VS_LITE * best,
+                )
+            ratio = cold / bare["cold_ms"]["p50"]
+            check(
+                f"cold start p50 at most {COLD_RATIO:g}x bare",
+                key,
+                delay,
+                f"{ratio:.2f}x",
+                ratio <= COLD_RATIO,
+            )
             p50_diff = ours["warm_client_ms"]["p50"] - bare["warm_client_ms"]["p50"]
-            checks.append(
-                {
-                    "target": f"warm p50 within {P50_MARGIN_MS:g} ms of bare",
-                    "config": key,
-                    "delay_ms": delay,
-                    "value": f"{p50_diff:+.2f} ms",
-                    "met": p50_diff <= P50_MARGIN_MS,
-                    "applies": key == "ours-async",
-                }
-            )
-            ratio = ours["cold_ms"]["p50"] / bare["cold_ms"]["p50"]
-            checks.append(
-                {
-                    "target": f"cold start p50 at most {COLD_RATIO:g}x bare",
-                    "config": key,
-                    "delay_ms": delay,
-                    "value": f"{ratio:.2f}x",
-                    "met": ratio <= COLD_RATIO,
-                    "applies": True,
-                }
-            )
-            slower = []
-            for peer in PEERS:
-                other = _get(data, peer, delay)
-                if other is not None and ours["cold_ms"]["p50"] >= other["cold_ms"]["p50"]:
-                    slower.append(f"{peer} {other['cold_ms']['p50']:.0f} ms")
-            checks.append(
-                {
-                    "target": "cold start p50 faster than configurations 4 and 5",
-                    "config": key,
-                    "delay_ms": delay,
-                    "value": f"{ours['cold_ms']['p50']:.0f} ms"
-                    + (f"; not faster than {', '.join(slower)}" if slower else ""),
-                    "met": not slower,
-                    "applies": True,
-                }
+            check(
+                f"warm p50 within {P50_MARGIN_MS:g} ms of bare",
+                key,
+                delay,
+                f"{p50_diff:+.2f} ms",
+                p50_diff <= P50_MARGIN_MS,
             )
             if ours["peak_rss_mib"] is not None and bare["peak_rss_mib"] is not None:
                 extra = ours["peak_rss_mib"] - bare["peak_rss_mib"]
-                checks.append(
-                    {
-                        "target": f"peak RSS at most {RSS_MARGIN_MIB:g} MiB above bare",
-                        "config": key,
-                        "delay_ms": delay,
-                        "value": f"{extra:+.1f} MiB",
-                        "met": extra <= RSS_MARGIN_MIB,
-                        "applies": True,
-                    }
+                check(
+                    f"peak RSS at most {RSS_MARGIN_MIB:g} MiB above bare",
+                    key,
+                    delay,
+                    f"{extra:+.1f} MiB",
+                    extra <= RSS_MARGIN_MIB,
                 )
     return checks
 
@@ -189,7 +192,7 @@ def markdown(data: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "## Targets (issue 4)",
+        "## Targets (issue 10)",
         "",
         "| target | configuration | delay | measured | met |",
         "|---|---|---:|---:|---|",

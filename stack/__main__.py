@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
-from stack._proc import StackError, port_in_use
+from stack._proc import StackError
 from stack.core import Stack
+from stack.net import port_in_use, stop_event
 from stack.promtool import run_all
 
 
@@ -63,14 +61,7 @@ def _up(args: argparse.Namespace) -> int:
         )
         return 2
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    # Handlers before starting, so a SIGTERM during startup still stops what started.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_event()
     stack = Stack(
         pushgateway_port=args.pushgateway_port,
         prometheus_port=args.prometheus_port,

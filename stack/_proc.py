@@ -1,11 +1,10 @@
-"""Process plumbing shared by the stack's components: binaries, ports, readiness, stop."""
+"""Process plumbing shared by the stack's components: binaries, readiness, stop."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,8 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-
-HOST = "127.0.0.1"  # every component listens on loopback only
 
 
 class Service:
@@ -58,22 +55,6 @@ def find_binary(names: Sequence[str], env_var: str, apt_package: str) -> str:
         f"none of {', '.join(names)} found on PATH: install it with "
         f"`apt-get install -y {apt_package}` or point {env_var} at the binary"
     )
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (callers retry if another process wins the race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return True
-    return False
 
 
 def http_ok(url: str, timeout: float = 1.0, headers: dict[str, str] | None = None) -> bool:

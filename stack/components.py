@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from stack._proc import HOST, ManagedProcess, Service, StackError, find_binary, free_port, http_ok
+from stack._proc import ManagedProcess, Service, StackError, find_binary, http_ok
+from stack.net import HOST, free_port
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROMETHEUS_YML = CONFIG_DIR / "prometheus.yml"

@@ -64,9 +64,7 @@ import argparse
 import contextlib
 import dataclasses
 import http.client
-import ipaddress
 import json
-import signal
 import socket
 import sys
 import threading
@@ -74,10 +72,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, Self
 
 from stack._proc import Service
+from stack.net import is_loopback, stop_event
 
 MODES = ("pass", "delay", "refuse", "blackhole", "slow", "trickle", "status", "malformed")
 MALFORMED_KINDS = ("garbage", "truncated", "close")
@@ -134,14 +132,8 @@ class Fault:
 
 
 def _require_loopback(host: str, what: str) -> None:
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise FaultProxyError(f"{what} must be a loopback address, not {host!r}")
+    if not is_loopback(host):
+        raise FaultProxyError(f"{what} must be a loopback address, not {host!r}")
 
 
 class FaultProxy(Service):
@@ -617,20 +609,13 @@ def main(argv: list[str] | None = None) -> int:
     except FaultProxyError as error:
         print(f"faultproxy: {error}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = stop_event()
     with proxy:
         print(f"faultproxy: listening on {proxy.url} -> {proxy.target} ({mode})", file=sys.stderr)
         if proxy.control_url:
             print(f"faultproxy: control on {proxy.control_url}/fault", file=sys.stderr)
         sys.stderr.flush()
-        while not stop.wait(0.5):
-            pass
+        stop.wait()
     return 0
 
 

@@ -18,7 +18,6 @@ import base64
 import gzip
 import json
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -28,7 +27,6 @@ from concurrent import futures
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -45,8 +43,8 @@ from opentelemetry.proto.collector.trace.v1 import (
 )
 
 from stack._proc import Service
+from stack.net import HOST, stop_event
 
-HOST = "127.0.0.1"  # loopback only: this is a test double, never a shared service
 DEFAULT_GRPC_PORT = 4317
 DEFAULT_HTTP_PORT = 4318
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -413,13 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         spans_file=spans_file,
         verbose=args.verbose,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_event()
     try:
         receiver.start()
     except OSError as exc:
@@ -434,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             "spans_file": str(spans_file),
         }
         print(json.dumps(ready), flush=True)
-        while not stop.wait(0.5):
-            pass
+        stop.wait()
     finally:
         receiver.stop()
     return 0

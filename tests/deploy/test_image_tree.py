@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from stack.net import free_port
 from tests.deploy.conftest import DOCKERFILE, LOCK, ROOT, TEMPLATE
 
 PLATFORM_FLAGS = [
@@ -259,12 +260,6 @@ def test_tree_imports_without_boto3(image: Image) -> None:
         assert Path(file).is_relative_to(image.root), f"{module} imported from {file}, not the tree"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _function_variables() -> dict[str, str]:
     from localrt.template import read_function
 
@@ -279,7 +274,7 @@ def rie(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     binary = Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
     assert os.access(binary, os.X_OK), binary
-    api_port, rie_port = _free_port(), _free_port()
+    api_port, rie_port = free_port(), free_port()
     bootstrap = (
         "import os; os.chdir(sys.path[0])\n"
         "from awslambdaric.__main__ import main\n"

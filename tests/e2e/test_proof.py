@@ -21,6 +21,7 @@ import pytest
 
 from stack import Stack
 from stack.components import Pushgateway
+from stack.net import free_port
 from tests.conftest import ROOT
 from tests.localrt.harness import LocalRT, base_env, pid_alive, wait_until
 
@@ -133,7 +134,7 @@ def test_graceful_stop_loses_no_count(stack: Stack, tmp_path: Any) -> None:
     """Pushes fail while the Pushgateway is down; SIGTERM's final flush delivers the count."""
     stack.reset()
     gateway = Pushgateway(tmp_path)
-    port = gateway.port = _free_port()
+    port = gateway.port = free_port()
     rt = _start({"PUSHGATEWAY_URL": f"http://127.0.0.1:{port}", "OTEL_TRACES_EXPORTER": "none"})
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -152,11 +153,3 @@ def test_graceful_stop_loses_no_count(stack: Stack, tmp_path: Any) -> None:
         assert not any(pid_alive(pid) for pid in rt.seen_pids)
     finally:
         gateway.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

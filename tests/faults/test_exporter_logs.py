@@ -5,10 +5,10 @@ warning instead, through the SpanExportError."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
+from stack.net import free_port
 from tests.conftest import ROOT
 
 _SCRIPT = """
@@ -31,9 +31,7 @@ for _ in range(5):
 
 
 def test_failed_otlp_exports_do_not_log_once_per_export() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "layers/observability/python"),

@@ -15,7 +15,6 @@ then check what it recorded. Bounds: see tests/faults/campaign.py.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ from moto.server import ThreadedMotoServer
 from lambda_observability.secrets import RETRY_AFTER_FAILURE_SECONDS
 from stack import Stack
 from stack.faultproxy import FaultProxy
+from stack.net import free_port
 from tests.faults.campaign import (
     COLD_BOUND_S,
     DNS,
@@ -185,16 +185,10 @@ def _guarded(scenario: Scenario, run: Callable[[], None]) -> Scenario:
     return scenario
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
     started = time.monotonic()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     moto.start()
     moto_url = f"http://127.0.0.1:{moto._port}"
     proxies: list[FaultProxy] = []

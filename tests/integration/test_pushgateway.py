@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from stack.components import Pushgateway
+from stack.net import free_port
 from tests.conftest import EVENTS, ROOT
 from tests.integration.direct import run_environment
 
@@ -205,9 +205,7 @@ def test_pushgateway_down_then_back_catches_up(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def secrets_manager() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     try:

@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # psutil has no peak RSS (VmHWM); the benchmarks report the peak.
@@ -28,9 +30,38 @@ def python_sources() -> dict[str, str]:
         capture_output=True,
         text=True,
     ).stdout.split()
-    return {name: (REPO / name).read_text() for name in names if (REPO / name).is_file()}
+    this = Path(__file__).relative_to(REPO).as_posix()  # its patterns would match themselves
+    return {n: (REPO / n).read_text() for n in names if (REPO / n).is_file() and n != this}
 
 
 def test_proc_is_read_through_psutil() -> None:
     by_hand = {name for name, text in python_sources().items() if re.search(r"[\"']/proc\b", text)}
     assert by_hand <= PROC_ALLOWED | PROC_PENDING, sorted(by_hand - PROC_ALLOWED - PROC_PENDING)
+
+
+# One of each, in stack/net.py. Pending like the /proc readings above: localrt's own copies.
+SHARED = "stack/net.py"
+ONE_OF_EACH_PENDING = {
+    "localrt/__main__.py",
+    "localrt/environment.py",
+    "tests/localrt/test_localrt_cli.py",
+}
+ONE_OF_EACH = {
+    # bound to port 0 and let go (one that goes on to listen() is a server of a test's own)
+    "free port": r"\.bind\(\([^()]*, 0\)\)\n(?!\s*\w+\.listen)",
+    "loopback check": r"\.is_loopback\b",
+    "signal-and-stop loop": r"signal\.signal\(signal\.SIG(?:INT|TERM)",
+}
+# Lambda functions and the layer handle SIGTERM as the function itself must, not as a server.
+NOT_SERVERS = ("layers/", "functions/", "tests/localrt/functions/")
+
+
+@pytest.mark.parametrize("part", sorted(ONE_OF_EACH))
+def test_one_of_each_server_part(part: str) -> None:
+    found = {
+        name
+        for name, text in python_sources().items()
+        if not name.startswith(NOT_SERVERS) and re.search(ONE_OF_EACH[part], text)
+    }
+    assert SHARED in found
+    assert found - {SHARED} <= ONE_OF_EACH_PENDING, sorted(found - {SHARED} - ONE_OF_EACH_PENDING)

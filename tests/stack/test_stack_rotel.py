@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import rotel  # type: ignore[import-untyped]
 
-from stack._proc import HOST, ManagedProcess, free_port, port_in_use
+from stack._proc import ManagedProcess
 from stack.components import OtlpReceiverProcess
+from stack.net import HOST, free_port, port_in_use
 from tests.integration.direct import run_environment
 from tests.localrt.harness import wait_until
 

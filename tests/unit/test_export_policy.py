@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import socket
 
 import pytest
 
 from lambda_observability.failures import FailureReporter
 from lambda_observability.flush import GAP_WINDOW, Exporter, ExportPolicy, SyncFlush
 from lambda_observability.tracing import Tracing, build_resource
+from stack.net import free_port
 from tests.unit.test_flush import FakeClock, _failures, _settings
 
 
@@ -65,9 +65,7 @@ def test_interval_zero_exports_every_invocation() -> None:
 
 def test_an_outage_costs_one_failed_attempt_per_interval() -> None:
     """A failed attempt counts as an attempt: a down backend is not retried on every call."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    refused = f"http://127.0.0.1:{free_port()}"
     clock = FakeClock()
     tracing = Tracing(build_resource("healthz", None), 16, install_global=False)
     tracing.use_exporter(None)

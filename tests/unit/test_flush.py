@@ -20,6 +20,7 @@ from lambda_observability.failures import FailureReporter
 from lambda_observability.flush import Exporter
 from lambda_observability.instrument import instrumentation
 from lambda_observability.secrets import BasicAuthSecret, SecretError
+from stack.net import free_port
 from tests.unit.conftest import LogCapture
 
 
@@ -39,9 +40,7 @@ def _settings(url: str | None, secret_arn: str | None = None) -> Settings:
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

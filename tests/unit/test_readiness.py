@@ -22,6 +22,7 @@ from lambda_observability import http_client, readiness
 from lambda_observability.failures import FailureReporter, failure_kind
 from lambda_observability.instrument import instrumentation
 from lambda_observability.secrets import SecretError
+from stack.net import free_port
 from tests.faults.campaign import unresolvable
 from tests.security import planted
 
@@ -56,12 +57,6 @@ def _server(answer: bytes | None) -> Iterator[int]:
     sock.close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _push_error(url: str) -> BaseException:
     handler = http_client.push_handler(None, time.monotonic() + 0.3)
     with pytest.raises(OSError) as caught:
@@ -70,7 +65,7 @@ def _push_error(url: str) -> BaseException:
 
 
 def test_refused_timeout_dns_http_status_and_malformed_are_told_apart() -> None:
-    refused = _push_error(f"http://127.0.0.1:{_closed_port()}/metrics")
+    refused = _push_error(f"http://127.0.0.1:{free_port()}/metrics")
     dns = _push_error(f"http://{unresolvable('pushgateway')}:9091/metrics")
     with _server(None) as port:
         timeout = _push_error(f"http://127.0.0.1:{port}/metrics")

@@ -5,7 +5,7 @@ The bare handler, this project's function (async mode) at several export interva
 and two peers (opentelemetry-instrumentation-aws-lambda with a push per call, lambda-otel-lite
 async) run side by side under localrt, which freezes idle environments as Lambda does. Each gets the
 same traffic at the same time, with 0 and 100 ms of backend delay (the Pushgateway through one
-fault proxy per configuration, which also counts its PUTs; the OTLP receiver's own delay):
+fault proxy per configuration, which also counts its PUTs; the OTLP receiver through another):
 
 - sparse: one call every 2 s, on one environment;
 - steady: ``--rate`` calls/s from four closed-loop clients over four environments.
@@ -207,7 +207,7 @@ def _start(
     peers: bool,
     cell: str,
     gateway: Pushgateway,
-    receiver: OtlpReceiverProcess,
+    otlp: FaultProxyProcess,
     workdir: Path,
     stack: contextlib.ExitStack,
 ) -> list[Target]:
@@ -220,11 +220,11 @@ def _start(
         env = clean_env(
             PUSHGATEWAY_URL=proxy.url,
             PUSHGATEWAY_JOB=job,
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+            OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url,
         )
         rt = LocalRT("OtelInstrumentationFunction", env, workdir, ENVIRONMENTS)
         targets.append(Target("otel-instrumentation + push", None, rt, proxy, job=job))
-        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint)
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url)
         rt = LocalRT("OtelLiteAsyncFunction", env, workdir, ENVIRONMENTS)
         targets.append(Target("lambda-otel-lite async", None, rt))
     for interval in intervals:
@@ -233,7 +233,7 @@ def _start(
         env = clean_env(
             PUSHGATEWAY_URL=proxy.url,
             PUSHGATEWAY_JOB=f"{key}-{cell}".replace("-", "_").replace(".", "_"),
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+            OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url,
             OBSERVABILITY_EXPORT_INTERVAL_SECONDS=f"{interval:g}",
         )
         rt = LocalRT("OursAsyncFunction", env, workdir, ENVIRONMENTS)
@@ -261,11 +261,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.callback(gateway.stop)
         receiver = OtlpReceiverProcess(workdir).start()
         stack.callback(receiver.stop)
+        otlp = stack.enter_context(FaultProxyProcess(receiver.http_endpoint, workdir, "otlp"))
         for shape in ("sparse", "steady"):
             for delay in delays:
                 name = f"{shape}-{delay}"
-                targets = _start(intervals, args.peers, name, gateway, receiver, workdir, stack)
-                receiver.set_fault(delay_ms=delay)
+                targets = _start(intervals, args.peers, name, gateway, otlp, workdir, stack)
+                otlp.set_delay(delay)
                 for target in targets:
                     if target.proxy is not None:
                         target.proxy.set_delay(delay)

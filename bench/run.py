@@ -157,9 +157,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         receiver = OtlpReceiverProcess(workdir).start()
         stack.callback(receiver.stop)
         proxy = stack.enter_context(FaultProxyProcess(pushgateway.url, workdir))
-        env = clean_env(
-            PUSHGATEWAY_URL=proxy.url, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint
-        )
+        otlp = stack.enter_context(FaultProxyProcess(receiver.http_endpoint, workdir, "otlp"))
+        env = clean_env(PUSHGATEWAY_URL=proxy.url, OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url)
         servers: dict[str, LocalRT] = {}
         for config in configs:  # all start in parallel
             servers[config.key] = LocalRT(config.function, env, workdir)
@@ -169,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rt.stats()  # warms localrt's own HTTP path
         log(f"backends and {len(servers)} localrt servers up after {budget.elapsed:.1f} s")
         for delay in delays:
-            receiver.set_fault(delay_ms=delay)
+            otlp.set_delay(delay)
             proxy.set_delay(delay)
             for config in configs:
                 cold[(config.key, delay)] = []

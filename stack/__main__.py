@@ -79,7 +79,7 @@ def _up(args: argparse.Namespace) -> int:
         print(f"Prometheus:          {stack.prometheus_url}")
         print(
             f"OTLP/HTTP receiver:  {stack.otlp_http_endpoint}/v1/traces "
-            f"(spans: GET {stack.receiver.api_endpoint}/spans)"
+            f"(spans: GET {stack.receiver.http_endpoint}/spans)"
         )
         print(f"OTLP/gRPC receiver:  {stack.otlp_grpc_endpoint}")
         print(f"Logs and spans.jsonl: {stack.workdir}")
@@ -92,7 +92,7 @@ def _up(args: argparse.Namespace) -> int:
         )
         print("\nCtrl-C to stop.", flush=True)
         while not stop.wait(1.0):
-            watched = (stack.pushgateway, stack.prometheus, stack.receiver, stack.receiver.proxy)
+            watched = (stack.pushgateway, stack.prometheus, stack.receiver, stack.otlp_proxy)
             dead = [
                 c.name
                 for c in watched

@@ -382,10 +382,8 @@ class FaultProxyProcess(_Component):
 class OtlpReceiverProcess(_Component):
     """`python -m stack.otlp_receiver` in a child process (kept off the tested process's GIL).
 
-    With `fault_proxy` (the default, as benchmarks want it) a `FaultProxyProcess` stands in
-    front of its OTLP/HTTP port: `http_endpoint` is the proxy's, `set_fault` switches it, and
-    the span API (`api_endpoint`) stays direct. OTLP/gRPC is never proxied: the proxy speaks
-    HTTP/1.1 only."""
+    It has no fault controls: a slow or failing OTLP/HTTP backend is a `FaultProxyProcess` in
+    front of `http_endpoint` (as `Stack(delay_ms=...)` puts one)."""
 
     name = "otlp-receiver"
 
@@ -394,74 +392,39 @@ class OtlpReceiverProcess(_Component):
         workdir: Path,
         grpc_port: int = 0,
         http_port: int = 0,
-        delay_ms: int = 0,
-        fail_status: int | None = None,
         startup_timeout: float = 20.0,
-        fault_proxy: bool = True,
     ) -> None:
         super().__init__(workdir, startup_timeout)
-        if not fault_proxy and (delay_ms or fail_status is not None):
-            raise StackError("delay_ms and fail_status need the fault proxy (fault_proxy=True)")
         self.grpc_port = grpc_port
         self.http_port = http_port
-        self.api_port = 0
-        self.delay_ms = delay_ms
-        self.fail_status = fail_status
-        self.proxy: FaultProxyProcess | None = None
-        self._want_proxy = fault_proxy
         self.spans_file = workdir / "spans.jsonl"
         self._log = workdir / "otlp-receiver.log"
 
     @property
     def http_endpoint(self) -> str:
-        """Base URL for OTEL_EXPORTER_OTLP_ENDPOINT (through the fault proxy, if any)."""
         return f"http://{HOST}:{self.http_port}"
 
     @property
     def grpc_endpoint(self) -> str:
         return f"http://{HOST}:{self.grpc_port}"
 
-    @property
-    def api_endpoint(self) -> str:
-        """The receiver's own HTTP port: spans, stats, never delayed or failed."""
-        return f"http://{HOST}:{self.api_port}"
-
-    @property
-    def pids(self) -> list[int]:
-        procs = (self.process, self.proxy.process if self.proxy else None)
-        return [p.pid for p in procs if p is not None]
-
     def start(self) -> Self:
         # The receiver binds port 0 itself and reports the real ports: no race to retry.
-        http_port = 0 if self._want_proxy else self.http_port
         argv = [
             sys.executable,
             "-m",
             "stack.otlp_receiver",
             f"--grpc-port={self.grpc_port}",
-            f"--http-port={http_port}",
+            f"--http-port={self.http_port}",
             f"--spans-file={self.spans_file}",
         ]
         self.process = ManagedProcess(self.name, argv, self._log, env=_child_env())
         try:
             self.process.wait_until(self._ready, self.startup_timeout, "ready")
-            if self._want_proxy:
-                self.proxy = FaultProxyProcess(
-                    self.api_endpoint, self.workdir, "otlp-faultproxy", port=self.http_port
-                )
-                self.proxy.start()
-                self.set_fault(self.delay_ms, self.fail_status)
-            self.http_port = self.proxy.port if self.proxy else self.api_port
         except StackError:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
-            self.proxy = None
-        super().stop()
 
     def _ready(self) -> bool:
         try:
@@ -475,27 +438,17 @@ class OtlpReceiverProcess(_Component):
                 except ValueError:  # line still being written
                     return False
                 self.grpc_port = int(info["grpc_port"])
-                self.api_port = int(info["http_port"])
+                self.http_port = int(info["http_port"])
                 return True
         return False
 
     def spans(self, **filters: str) -> list[dict[str, Any]]:
         """Spans received so far (filters: trace_id, name, span_id, parent_span_id)."""
         query = urllib.parse.urlencode(filters)
-        return list(_get_json(f"{self.api_endpoint}/spans?{query}"))
+        return list(_get_json(f"{self.http_endpoint}/spans?{query}"))
 
     def clear_spans(self) -> int:
-        url = f"{self.api_endpoint}/spans"
+        url = f"{self.http_endpoint}/spans"
         req = urllib.request.Request(url, method="DELETE")  # noqa: S310 (loopback URL)
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback URL)
             return int(json.load(resp)["deleted"])
-
-    def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
-        """Delay every OTLP/HTTP export, or answer it with `fail_status`, at the fault proxy
-        (`self.proxy.set_mode` has every other fault)."""
-        if self.proxy is None:
-            raise StackError("this receiver has no fault proxy (fault_proxy=False)")
-        if fail_status is not None:
-            self.proxy.set_mode("status", status=fail_status)
-        else:
-            self.proxy.set_delay(delay_ms)

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any, Self
 
 from stack._proc import Service, StackError
-from stack.components import OtlpReceiverProcess, Prometheus, Pushgateway, Sample
+from stack.components import (
+    FaultProxyProcess,
+    OtlpReceiverProcess,
+    Prometheus,
+    Pushgateway,
+    Sample,
+)
 
 
 class Stack(Service):
@@ -47,15 +53,15 @@ class Stack(Service):
         except StackError:
             self._remove_workdir()
             raise
+        # A fault proxy in front of OTLP/HTTP only where a fault is wanted (set_fault needs it
+        # from the start, as clients are given its URL): the receiver itself has no faults.
+        self._fault = (delay_ms, fail_status)
+        self.otlp_proxy: FaultProxyProcess | None = None
+        want_proxy = otlp_fault_proxy or delay_ms > 0 or fail_status is not None
         self.receiver = OtlpReceiverProcess(
-            self.workdir,
-            grpc_port=otlp_grpc_port,
-            http_port=otlp_http_port,
-            delay_ms=delay_ms,
-            fail_status=fail_status,
-            # a proxy hop only where a fault is wanted: `set_fault` needs it from the start
-            fault_proxy=otlp_fault_proxy or delay_ms > 0 or fail_status is not None,
+            self.workdir, grpc_port=otlp_grpc_port, http_port=0 if want_proxy else otlp_http_port
         )
+        self._otlp_proxy_port = otlp_http_port if want_proxy else None
         self._started = False
 
     # -- lifecycle
@@ -63,6 +69,13 @@ class Stack(Service):
         atexit.register(self.stop)
         try:
             self.receiver.start()
+            if self._otlp_proxy_port is not None:
+                target = self.receiver.http_endpoint
+                proxy = FaultProxyProcess(
+                    target, self.workdir, "otlp-faultproxy", self._otlp_proxy_port
+                )
+                self.otlp_proxy = proxy.start()
+                self.set_fault(*self._fault)
             self.pushgateway.start()
             self.prometheus.pushgateway_port = self.pushgateway.port
             self.prometheus.start()
@@ -76,7 +89,9 @@ class Stack(Service):
         """Stop everything that was started (idempotent), Prometheus first."""
         atexit.unregister(self.stop)
         errors: list[BaseException] = []
-        for component in (self.prometheus, self.pushgateway, self.receiver):
+        for component in (self.prometheus, self.pushgateway, self.otlp_proxy, self.receiver):
+            if component is None:
+                continue
             try:
                 component.stop()
             except Exception as exc:  # keep stopping the others
@@ -102,8 +117,9 @@ class Stack(Service):
 
     @property
     def otlp_http_endpoint(self) -> str:
-        """Base URL for OTEL_EXPORTER_OTLP_ENDPOINT with http/protobuf."""
-        return self.receiver.http_endpoint
+        """Base URL for OTEL_EXPORTER_OTLP_ENDPOINT with http/protobuf (the fault proxy's, if any;
+        `receiver.http_endpoint` is the receiver's own, for reading spans)."""
+        return self.otlp_proxy.url if self.otlp_proxy is not None else self.receiver.http_endpoint
 
     @property
     def otlp_grpc_endpoint(self) -> str:
@@ -112,8 +128,8 @@ class Stack(Service):
     @property
     def pids(self) -> list[int]:
         """PIDs of the running children (tests check none is left behind)."""
-        comps = (self.pushgateway, self.prometheus)
-        return [c.process.pid for c in comps if c.process is not None] + self.receiver.pids
+        comps = (self.pushgateway, self.prometheus, self.receiver, self.otlp_proxy)
+        return [c.process.pid for c in comps if c is not None and c.process is not None]
 
     def env(self, protocol: str = "http/protobuf") -> dict[str, str]:
         """Environment variables that point the function at this stack."""
@@ -144,9 +160,15 @@ class Stack(Service):
         return self.receiver.clear_spans()
 
     def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
-        """OTLP/HTTP exports delayed or failed at the receiver's fault proxy (needs
-        `otlp_fault_proxy=True`, or a `delay_ms`/`fail_status` at construction)."""
-        self.receiver.set_fault(delay_ms=delay_ms, fail_status=fail_status)
+        """OTLP/HTTP exports delayed, or answered `fail_status`, at the fault proxy (needs
+        `otlp_fault_proxy=True`, or a `delay_ms`/`fail_status` at construction); every other
+        fault is `otlp_proxy.set_mode`. OTLP/gRPC is never proxied: the proxy speaks HTTP/1.1."""
+        if self.otlp_proxy is None:
+            raise StackError("this stack has no OTLP fault proxy (otlp_fault_proxy=False)")
+        if fail_status is not None:
+            self.otlp_proxy.set_mode("status", status=fail_status)
+        else:
+            self.otlp_proxy.set_delay(delay_ms)
 
     def reset(self) -> None:
         """Forget pushed groups and received spans (between tests sharing one stack)."""

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from stack import OtlpReceiverProcess, StackError
+from stack import Stack, StackError
 from stack.otlp_receiver import OtlpReceiver
 
 
@@ -265,37 +265,39 @@ def test_the_receiver_has_no_fault_controls_of_its_own(receiver: OtlpReceiver) -
 
 
 @pytest.mark.integration
-def test_faults_are_the_fault_proxys(tmp_path: Path) -> None:
-    with OtlpReceiverProcess(tmp_path, delay_ms=200) as process:
-        assert process.proxy is not None and process.http_endpoint == process.proxy.url
+def test_the_stacks_otlp_faults_are_the_fault_proxys() -> None:
+    with Stack(delay_ms=200) as stack:
+        assert stack.otlp_proxy is not None
+        assert stack.otlp_http_endpoint == stack.otlp_proxy.url != stack.receiver.http_endpoint
 
         def target(timeout: float = 5) -> HttpExporter:  # emit_export shuts each one down
-            return HttpExporter(endpoint=f"{process.http_endpoint}/v1/traces", timeout=timeout)
+            return HttpExporter(endpoint=f"{stack.otlp_http_endpoint}/v1/traces", timeout=timeout)
 
         started = time.monotonic()
         assert emit_export(target()) is SpanExportResult.SUCCESS
         assert time.monotonic() - started >= 0.2
         # 500 is not retryable over OTLP/HTTP: the exporter gives up at once
-        process.set_fault(fail_status=500)
+        stack.set_fault(fail_status=500)
         assert emit_export(target()) is SpanExportResult.FAILURE
         # any of the proxy's modes, not only a delay or a status
-        process.proxy.set_mode("refuse")
+        stack.otlp_proxy.set_mode("refuse")
         assert emit_export(target(timeout=0.5)) is SpanExportResult.FAILURE
-        process.set_fault()
+        stack.set_fault()
         assert emit_export(target()) is SpanExportResult.SUCCESS
-        # the span API is the receiver's own port: neither delayed nor failed
-        process.proxy.set_mode("status", status=503)
-        assert len(process.spans()) == 2
+        # spans are read at the receiver's own port: neither delayed nor failed
+        stack.otlp_proxy.set_mode("status", status=503)
+        assert len(stack.spans()) == 2
         # OTLP/gRPC goes straight to the receiver (the proxy speaks HTTP/1.1 only)
-        grpc = GrpcExporter(endpoint=process.grpc_endpoint, insecure=True, timeout=5)
+        grpc = GrpcExporter(endpoint=stack.otlp_grpc_endpoint, insecure=True, timeout=5)
         assert emit_export(grpc) is SpanExportResult.SUCCESS
-        assert process.proxy.stats()["stats"]["by_mode"] == {
+        assert stack.otlp_proxy.stats()["stats"]["by_mode"] == {
             "delay": 1,
             "status": 1,
             "pass": 1,
         }
-    (tmp_path / "direct").mkdir()
-    with OtlpReceiverProcess(tmp_path / "direct", fault_proxy=False) as direct:
-        assert direct.proxy is None and direct.http_endpoint == direct.api_endpoint
-        with pytest.raises(StackError, match="no fault proxy"):
-            direct.set_fault(delay_ms=100)
+        assert len(stack.pids) == 4
+    with Stack() as plain:
+        assert plain.otlp_proxy is None
+        assert plain.otlp_http_endpoint == plain.receiver.http_endpoint
+        with pytest.raises(StackError, match="no OTLP fault proxy"):
+            plain.set_fault(delay_ms=100)

@@ -41,6 +41,8 @@ DEADLINE_MARGIN_SECONDS = 0.05
 SHUTDOWN_BUDGET_SECONDS = 0.4
 # The extension loop's backoff after the Extensions API failed (it must keep asking).
 RETRY_BACKOFF_SECONDS = (0.01, 0.05, 0.2, 1.0)
+# A second push (after a failed span export) needs at least this much of its deadline left.
+REPUSH_MIN_SECONDS = 0.02
 # Gaps between invocations that the policy averages to tell sparse from busy traffic.
 GAP_WINDOW = 10
 
@@ -114,14 +116,20 @@ class Exporter:
             return
         # Both backends at once: the invocation pays the slower of the two, not their sum.
         # The thread ends by the deadline, as every backend call does.
-        pusher = threading.Thread(target=self._push_metrics, args=(deadline,), daemon=True)
+        push_deadline = min(deadline, time.monotonic() + self._settings.pushgateway_timeout)
+        pushed: list[bool] = []
+        pusher = threading.Thread(
+            target=lambda: pushed.append(self._push_metrics(push_deadline)), daemon=True
+        )
         pusher.start()
         spans_ok = self._export_spans(deadline, final)
         pusher.join()
-        if not spans_ok:
-            # The push may have read the registry before the span export's failure was
-            # counted: push again so that telemetry_export_failures_total is current.
-            self._push_metrics(deadline)
+        # The push may have read the registry before the span export's failure was counted:
+        # push again, within the same deadline, so that telemetry_export_failures_total is
+        # current (else the next push carries it).
+        left = push_deadline - time.monotonic()
+        if pushed == [True] and not spans_ok and left > REPUSH_MIN_SECONDS:
+            self._push_metrics(push_deadline)
 
     def _export_spans(self, deadline: float, final: bool) -> bool:
         try:
@@ -138,28 +146,29 @@ class Exporter:
             self._dropped_seen = dropped
         return ok
 
-    def _push_metrics(self, deadline: float) -> None:
+    def _push_metrics(self, deadline: float) -> bool:
+        """Push the registry by ``deadline``; whether it arrived."""
         url = self._settings.pushgateway_url
         if not url:
-            return
-        deadline = min(deadline, time.monotonic() + self._settings.pushgateway_timeout)
+            return False
         credentials = None
         if self._secret is not None:
             try:
                 credentials = self._secret.credentials(deadline)
             except Exception as error:
                 self._reporter.failed("secrets", error)
-                return
+                return False
             self._reporter.succeeded("secrets")
         if deadline <= time.monotonic():
             self._reporter.failed("pushgateway", TimeoutError("no time left in the invocation"))
-            return
+            return False
         try:
             push(url, self._settings.pushgateway_job, deadline, credentials)
         except Exception as error:
             self._reporter.failed("pushgateway", error)
-        else:
-            self._reporter.succeeded("pushgateway")
+            return False
+        self._reporter.succeeded("pushgateway")
+        return True
 
 
 def _deadline(remaining_seconds: float) -> float:

@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             default=2.0,
             help="SIGTERM -> SIGKILL delay on stop (default 2)",
         )
+        p.add_argument(
+            "--no-freeze",
+            dest="freeze",
+            action="store_false",
+            help="keep idle environments running (default: SIGSTOP them, as Lambda freezes)",
+        )
         p.add_argument("--debug", action="store_true", help="log Runtime API traffic")
 
     api = sub.add_parser("start-api", help="serve the template's routes like `sam local start-api`")
@@ -82,7 +88,12 @@ def build_settings(args: argparse.Namespace) -> RuntimeSettings:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     spec: FunctionSpec = read_function(args.template, args.function, region)
     env_file = load_env_vars_file(args.env_vars, spec) if args.env_vars else None
-    return RuntimeSettings(spec=spec, variables=function_variables(spec, env_file), region=region)
+    return RuntimeSettings(
+        spec=spec,
+        variables=function_variables(spec, env_file),
+        region=region,
+        freeze=args.freeze,
+    )
 
 
 def _on_stop_signals(stop: Callable[[], None]) -> None:
@@ -123,12 +134,13 @@ def start_api(args: argparse.Namespace) -> int:
             kind,
         )
     LOG.info(
-        "handler %s, code %s, timeout %ss, memory %s MB, concurrency %s",
+        "handler %s, code %s, timeout %ss, memory %s MB, concurrency %s, freeze %s",
         spec.handler,
         spec.code_dir,
         spec.timeout,
         spec.memory_size,
         args.concurrency,
+        "on" if settings.freeze else "off",
     )
     LOG.info("listening on %s (stats: %s/__localrt/stats)", base, base)
     try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from localrt.freeze import Freezer
 from localrt.runtime_api import Invocation, RuntimeApi
 from localrt.template import DEFAULT_ACCOUNT_ID, FunctionSpec
 
@@ -51,6 +52,7 @@ class RuntimeSettings:
     spec: FunctionSpec
     variables: dict[str, str]  # the function's own variables, precedence already applied
     region: str
+    freeze: bool = True  # SIGSTOP environments parked in /next, as Lambda freezes them
 
     @property
     def function_arn(self) -> str:
@@ -163,11 +165,13 @@ class Environment:
         self._sink = sink
         self._on_exit = on_exit
         self.proc: subprocess.Popen[bytes] | None = None
+        self.freezer = Freezer(settings.freeze)
         self.api = RuntimeApi(
             settings.spec.function_name,
             settings.spec.handler,
             on_ready=lambda: on_ready(self),
             on_fatal=lambda why: self.kill("crash", why),
+            freezer=self.freezer,
         )
 
     @property
@@ -215,9 +219,11 @@ class Environment:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            # Own process group: Ctrl-C reaches localrt only, which then sends SIGTERM.
+            # Own process group: Ctrl-C reaches localrt only, which then sends SIGTERM; and
+            # freezing stops the function's own child processes too.
             start_new_session=True,
         )
+        self.freezer.attach(self.proc.pid)
         LOG.info("%s started pid %s (cold start)", self.tag, self.proc.pid)
         readers = [self._pump(self.proc.stdout), self._pump(self.proc.stderr)]
         threading.Thread(
@@ -238,6 +244,7 @@ class Environment:
     def _watch(self, readers: list[threading.Thread]) -> None:
         assert self.proc is not None
         code = self.proc.wait()
+        self.freezer.release()  # killed while frozen (not by us): children must not stay stopped
         for reader in readers:  # flush the last lines (a traceback) before reporting the exit
             reader.join(timeout=1.0)
         self.exit_code = code
@@ -257,9 +264,12 @@ class Environment:
         if self.end_reason is None:
             self.end_reason = f"{outcome}: {message}"
         self.api.abandon(outcome, message)
+        self.freezer.release()
         self._signal(signal.SIGKILL)
 
     def terminate(self) -> None:
+        # Lambda thaws the environment before SIGTERM, and it must stay thawed for the flush.
+        self.freezer.release()
         self._signal(signal.SIGTERM)
 
     def _signal(self, sig: int) -> None:
@@ -301,6 +311,8 @@ class Environment:
             "log_stream": self.log_stream,
             "extensions": self.api.extension_names(),
             "max_rss_mb": self.max_rss_mb(),
+            "frozen": self.freezer.frozen,
+            "frozen_ms": round(self.freezer.frozen_ms, 3),
             "exit_code": self.exit_code,
             "end_reason": self.end_reason,
         }

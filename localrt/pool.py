@@ -309,6 +309,7 @@ class Pool:
             "concurrency": self.concurrency,
             "timeout_s": self.settings.spec.timeout,
             "memory_mb": self.settings.spec.memory_size,
+            "freeze": self.settings.freeze,
             "environments": envs,
             "invocations": records,
             "summary": {

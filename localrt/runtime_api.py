@@ -6,7 +6,8 @@ Lambda.  It tracks the two facts the scheduler needs:
 * the invocation's result, released to the caller the moment the runtime POSTs
   /response (real Lambda does this even while extensions keep working);
 * readiness: the runtime is back in /invocation/next AND every registered extension is
-  back in /event/next.  Only then can the environment take the next event.
+  back in /event/next.  Only then can the environment take the next event, and only then
+  is it frozen (see freeze.py) until that event is delivered.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from localrt.freeze import Freezer
 
 LOG = logging.getLogger("localrt")
 
@@ -85,12 +88,14 @@ class RuntimeApi:
         on_ready: Callable[[], None],
         on_fatal: Callable[[str], None],
         function_version: str = "$LATEST",
+        freezer: Freezer | None = None,
     ) -> None:
         self.function_name = function_name
         self.function_version = function_version
         self.handler = handler
         self._on_ready = on_ready  # called WITHOUT our lock (the pool takes its own)
         self._on_fatal = on_fatal  # init error / extension exit error: environment must go
+        self._freezer = freezer  # called under our lock: freeze and dispatch never interleave
         self._cond = threading.Condition()
         self._runtime_in_next = False
         self._pending: Invocation | None = None  # dispatched, not yet taken by the runtime
@@ -144,6 +149,8 @@ class RuntimeApi:
         with self._cond:
             if not self._ready_locked():
                 raise RuntimeError("environment is not ready")
+            if self._freezer is not None:
+                self._freezer.thaw()  # before any parked /next can answer
             inv.t_dispatch = time.monotonic()
             inv.deadline_ms = int(time.time() * 1000) + inv.timeout_ms
             self._pending = self._current = inv
@@ -209,6 +216,11 @@ class RuntimeApi:
         self._current = None
         return True
 
+    def _park_locked(self) -> None:
+        """Freeze once init is over, everything waits in /next and nothing is in flight."""
+        if self._freezer is not None and self._initialised and self._ready_locked():
+            self._freezer.freeze()
+
     # ---- request handlers ------------------------------------------------------------
 
     def runtime_next(self) -> Invocation | None:
@@ -217,6 +229,7 @@ class RuntimeApi:
                 self.t_first_next = time.monotonic()
             self._runtime_in_next = True
             fire = self._settle_locked()
+            self._park_locked()
             self._cond.notify_all()  # wake wait_ready()
         if fire:
             self._on_ready()
@@ -317,6 +330,7 @@ class RuntimeApi:
                 return HTTPStatus.FORBIDDEN, _INVALID_EXTENSION_ID
             ext.in_next = True
             fire = self._settle_locked()
+            self._park_locked()
             self._cond.notify_all()
         if fire:
             self._on_ready()

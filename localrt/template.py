@@ -1,8 +1,14 @@
 """Read the one function localrt runs from the SAM template.
 
 Everything (handler, code location, memory, timeout, variables, routes) comes from
-template.yaml so nothing is configured twice.  Parsing uses SAM CLI's own loader so
-the short-form tags (!Ref, !Sub, ...) mean exactly what they mean to `sam`.
+template.yaml so nothing is configured twice.  SAM CLI does the reading, as for `sam local`:
+its loader (short-form tags), its translator plugins (Globals merged into each resource, the
+implicit APIs made), its intrinsic resolver, and SamFunctionProvider for the function's
+properties.  What is left here is what SAM CLI has no local answer for: which function to run,
+the handler of an image (sam builds the image; localrt reads its Dockerfile's CMD), the layers an
+image copies, and the routes of one function with each route's own API stage and binary types.
+Where SAM's resolver differs from CloudFormation (a `${Name}` it cannot resolve in a `!Sub`
+becomes `$Name.Ref`, `${!Literal}` is left escaped), localrt gives what `sam local` gives.
 """
 
 from __future__ import annotations
@@ -17,6 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from samcli.lib.intrinsic_resolver.intrinsic_property_resolver import IntrinsicResolver
+from samcli.lib.intrinsic_resolver.intrinsics_symbol_table import IntrinsicsSymbolTable
+from samcli.lib.intrinsic_resolver.invalid_intrinsic_exception import (
+    InvalidIntrinsicException,
+    InvalidSymbolException,
+)
+from samcli.lib.providers.provider import Function, Stack
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.lib.samlib.wrapper import SamTranslatorWrapper
 from samcli.yamlhelper import yaml_parse
 
 LOG = logging.getLogger("localrt")
@@ -26,15 +41,16 @@ LAYER_TYPE = "AWS::Serverless::LayerVersion"
 API_EVENT = "Api"
 HTTP_API_EVENT = "HttpApi"
 ALL_METHODS = ["GET", "DELETE", "PUT", "POST", "HEAD", "OPTIONS", "PATCH"]
-DEFAULT_ACCOUNT_ID = "123456789012"
+# A Ref or GetAtt with no local meaning must stay unresolved (reported, and left to --env-vars),
+# not become what sam local makes up for it: the parameter's own name, or an ARN of the wrong
+# kind. So the symbol table knows parameters (with their Default) and pseudo parameters only;
+# SAM's table takes an empty dict for "the defaults", hence one entry that matches nothing.
+_NO_FAKES: dict[str, Any] = {"localrt: nothing": {}}
+DEFAULT_ACCOUNT_ID = str(IntrinsicsSymbolTable.DEFAULT_PSEUDO_PARAM_VALUES["AWS::AccountId"])
 
 
 class TemplateError(Exception):
     """The template cannot be run locally (no function, ambiguous function, ...)."""
-
-
-class UnresolvableError(Exception):
-    """An intrinsic function that has no meaning without a deployed stack."""
 
 
 @dataclass(frozen=True)
@@ -72,71 +88,47 @@ def load_template(path: Path) -> dict[str, Any]:
     return doc
 
 
-def merge_globals(glob: Mapping[str, Any], local: Mapping[str, Any]) -> dict[str, Any]:
-    """SAM's Globals rule: maps merge, lists append, scalars are replaced by the resource."""
-    out: dict[str, Any] = dict(glob)
-    for key, value in local.items():
-        base = out.get(key)
-        if isinstance(base, Mapping) and isinstance(value, Mapping):
-            out[key] = merge_globals(base, value)
-        elif isinstance(base, list) and isinstance(value, list):
-            out[key] = base + value
-        else:
-            out[key] = value
-    return out
+def sam_template(template_path: Path, region: str) -> tuple[dict[str, Any], IntrinsicResolver]:
+    """The template as SAM CLI reads it for `sam local` (Globals merged, implicit APIs made), and
+    a resolver of the intrinsics that have a local meaning."""
+    template = load_template(template_path)
+    pseudo = {**IntrinsicsSymbolTable.DEFAULT_PSEUDO_PARAM_VALUES, "AWS::Region": region}
+    template = SamTranslatorWrapper(template, parameter_values=pseudo).run_plugins()
+    table = IntrinsicsSymbolTable(
+        template=template,
+        logical_id_translator=pseudo,
+        default_type_resolver=_NO_FAKES,
+        common_attribute_resolver=_NO_FAKES,
+    )
+    return template, IntrinsicResolver(template=template, symbol_resolver=table)
 
 
-class Resolver:
-    """Resolves the intrinsics that have a local meaning (parameters and pseudo parameters)."""
+class _ResolvedStack(Stack):  # type: ignore[misc]
+    """A stack whose template is resolved already: SamFunctionProvider reads `resources`,
+    which in SAM's Stack would run the plugins and SAM's own resolving (made-up values) again."""
 
-    def __init__(self, template: Mapping[str, Any], region: str) -> None:
-        params = template.get("Parameters") or {}
-        self.values: dict[str, str] = {
-            "AWS::Region": region,
-            "AWS::AccountId": DEFAULT_ACCOUNT_ID,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": "local",
-            "AWS::StackId": f"arn:aws:cloudformation:{region}:{DEFAULT_ACCOUNT_ID}:stack/local/x",
-        }
-        self.no_value: set[str] = set()
-        for name, spec in params.items():
-            if isinstance(spec, Mapping) and "Default" in spec:
-                self.values[name] = scalar_to_str(spec["Default"])
-            else:
-                self.no_value.add(name)
+    @property
+    def resources(self) -> dict[str, Any]:
+        return dict(self.template_dict.get("Resources") or {})
 
-    def resolve(self, value: Any) -> str:
-        if isinstance(value, Mapping) and len(value) == 1:
-            ((fn, arg),) = value.items()
-            if fn == "Ref":
-                if arg in self.values:
-                    return self.values[arg]
-                raise UnresolvableError(f"!Ref {arg}")
-            if fn == "Fn::Sub":
-                return self._sub(arg)
-            if fn == "Fn::Join" and isinstance(arg, list) and len(arg) == 2:
-                return str(arg[0]).join(self.resolve(part) for part in arg[1])
-            raise UnresolvableError(fn)
-        if isinstance(value, (Mapping, list)):
-            raise UnresolvableError(type(value).__name__)
-        return scalar_to_str(value)
 
-    def _sub(self, arg: Any) -> str:
-        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-        local = {k: self.resolve(v) for k, v in extra.items()}
-
-        def repl(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):  # ${!Literal} escapes a literal ${Literal}
-                return "${" + name[1:] + "}"
-            if name in local:
-                return local[name]
-            if name in self.values:
-                return self.values[name]
-            raise UnresolvableError(f"${{{name}}}")
-
-        return re.sub(r"\$\{([^}]+)\}", repl, str(text))
+def resolve_variable(resolver: IntrinsicResolver, name: str, value: Any) -> str | None:
+    """One variable's local value, or None (with a warning) when it has none: each variable on
+    its own, as resolving the whole template would leave the rest of the function unresolved,
+    or put a "$Name.Ref" placeholder in a !Sub."""
+    try:
+        resolved = resolver.intrinsic_property_resolver(value, ignore_errors=False)
+    except (InvalidIntrinsicException, InvalidSymbolException):
+        resolved = None
+    if resolved is None or isinstance(resolved, (Mapping, list)):
+        what = next(iter(value), "") if isinstance(value, Mapping) else type(value).__name__
+        if what == "Ref":
+            what = f"!Ref {value['Ref']}"
+        LOG.warning(
+            "variable %s: %s has no local value; not set (override it with --env-vars)", name, what
+        )
+        return None
+    return scalar_to_str(resolved)
 
 
 def scalar_to_str(value: Any) -> str:
@@ -146,30 +138,24 @@ def scalar_to_str(value: Any) -> str:
     return str(value)
 
 
-def pick_function(resources: Mapping[str, Any], wanted: str | None) -> str:
-    functions = {
-        k: v
-        for k, v in resources.items()
-        if isinstance(v, Mapping) and v.get("Type") == FUNCTION_TYPE
-    }
+def pick_function(functions: Mapping[str, Function], wanted: str | None) -> Function:
     if wanted:
         if wanted not in functions:
             raise TemplateError(
                 f"no {FUNCTION_TYPE} named {wanted!r} (have: {', '.join(functions) or 'none'})"
             )
-        return wanted
-    with_api = [k for k, v in functions.items() if _api_events(v.get("Properties") or {})]
+        return functions[wanted]
+    with_api = [f for f in functions.values() if _api_events(f.events or {})]
     if len(with_api) == 1:
         return with_api[0]
     if not with_api and len(functions) == 1:
-        return next(iter(functions))
+        return next(iter(functions.values()))
     raise TemplateError(
         f"cannot choose: {len(with_api)} functions have Api/HttpApi events; use --function"
     )
 
 
-def _api_events(props: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    events = props.get("Events") or {}
+def _api_events(events: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {
         name: ev
         for name, ev in events.items()
@@ -194,100 +180,27 @@ def dockerfile_cmd(dockerfile: Path) -> str | None:
     return cmd
 
 
-def _layer_python_dir(template_dir: Path, layer: Mapping[str, Any]) -> Path | None:
-    uri = (layer.get("Properties") or {}).get("ContentUri")
-    if not isinstance(uri, str):
-        return None
-    return (template_dir / uri / "python").resolve()
-
-
 def _stage_and_binary(
-    resources: Mapping[str, Any],
-    globals_: Mapping[str, Any],
-    event_type: str,
-    props: Mapping[str, Any],
+    resources: Mapping[str, Any], event_type: str, props: Mapping[str, Any]
 ) -> tuple[str | None, list[str]]:
-    """Stage name and binary media types of the event's API (explicit or implicit)."""
-    key = "RestApiId" if event_type == API_EVENT else "ApiId"
-    glob_key = "Api" if event_type == API_EVENT else "HttpApi"
-    api_props: dict[str, Any] = dict(globals_.get(glob_key) or {})
-    ref = props.get(key)
-    if isinstance(ref, Mapping) and isinstance(ref.get("Ref"), str):
-        api = resources.get(ref["Ref"]) or {}
-        api_props = merge_globals(api_props, api.get("Properties") or {})
+    """Stage name and binary media types of the event's API. SAM's plugins have given every
+    event its API (the implicit ones included, with Globals.Api/HttpApi merged in); SAM's
+    ApiProvider is not used because it merges every function's routes into one API with one
+    stage, where a route here keeps its own API's."""
+    ref = props.get("RestApiId" if event_type == API_EVENT else "ApiId")
+    name = ref.get("Ref") if isinstance(ref, Mapping) else ref
+    api = resources.get(name) if isinstance(name, str) else None
+    api_props: Mapping[str, Any] = (api.get("Properties") or {}) if isinstance(api, Mapping) else {}
     stage = api_props.get("StageName")
     default_stage = "Prod" if event_type == API_EVENT else None  # SAM's implicit API stage names
     binary = [str(t).replace("~1", "/") for t in api_props.get("BinaryMediaTypes") or []]
     return (stage if isinstance(stage, str) else default_stage), binary
 
 
-def read_function(
-    template_path: Path, wanted: str | None = None, region: str = "us-east-1"
-) -> FunctionSpec:
-    template = load_template(template_path)
-    template_dir = template_path.resolve().parent
-    resources: Mapping[str, Any] = template.get("Resources") or {}
-    globals_: Mapping[str, Any] = template.get("Globals") or {}
-    logical_id = pick_function(resources, wanted)
-    resource = resources[logical_id]
-    props = merge_globals(globals_.get("Function") or {}, resource.get("Properties") or {})
-    resolver = Resolver(template, region)
-
-    package_type = str(props.get("PackageType") or "Zip")
-    layer_dirs: list[Path] = []
-    if package_type == "Image":
-        meta = resource.get("Metadata") or {}
-        context = template_dir / str(meta.get("DockerContext") or ".")
-        dockerfile = (context / str(meta.get("Dockerfile") or "Dockerfile")).resolve()
-        code_dir = dockerfile.parent
-        command = (props.get("ImageConfig") or {}).get("Command") or []
-        handler = (
-            str(command[0])
-            if command
-            else (dockerfile_cmd(dockerfile) if dockerfile.exists() else None)
-        )
-        if not handler:
-            raise TemplateError(f"{logical_id}: no ImageConfig.Command and no CMD in {dockerfile}")
-        # Images cannot use layers; the Dockerfile copies every layer to /opt/python.
-        for res in resources.values():
-            if isinstance(res, Mapping) and res.get("Type") == LAYER_TYPE:
-                layer_dir = _layer_python_dir(template_dir, res)
-                if layer_dir is not None:
-                    layer_dirs.append(layer_dir)
-    else:
-        code_uri = props.get("CodeUri") or "."
-        if not isinstance(code_uri, str):
-            raise TemplateError(f"{logical_id}: CodeUri must be a local path to run locally")
-        code_dir = (template_dir / code_uri).resolve()
-        handler = str(props.get("Handler") or "")
-        if not handler:
-            raise TemplateError(f"{logical_id}: no Handler")
-        for ref in props.get("Layers") or []:
-            name = ref.get("Ref") if isinstance(ref, Mapping) else None
-            layer = resources.get(name) if isinstance(name, str) else None
-            layer_dir = (
-                _layer_python_dir(template_dir, layer) if isinstance(layer, Mapping) else None
-            )
-            if layer_dir is None:
-                LOG.warning("layer %r is not a local AWS::Serverless::LayerVersion: skipped", ref)
-            else:
-                layer_dirs.append(layer_dir)
-
-    raw_vars: Mapping[str, Any] = (props.get("Environment") or {}).get("Variables") or {}
-    variables: dict[str, str] = {}
-    for name, value in raw_vars.items():
-        try:
-            variables[name] = resolver.resolve(value)
-        except UnresolvableError as exc:
-            LOG.warning(
-                "variable %s: %s has no local value; not set (override it with --env-vars)",
-                name,
-                exc,
-            )
-
+def _routes(function: Function, resources: Mapping[str, Any]) -> tuple[list[RouteSpec], list[str]]:
     routes: list[RouteSpec] = []
     binary_types: list[str] = []
-    for event in _api_events(props).values():
+    for event in _api_events(function.events or {}).values():
         ev_type = str(event["Type"])
         ev_props: Mapping[str, Any] = event.get("Properties") or {}
         method = str(ev_props.get("Method") or ("any" if ev_type == HTTP_API_EVENT else ""))
@@ -302,25 +215,91 @@ def read_function(
             if method.lower() in ("any", "x-amazon-apigateway-any-method")
             else [method.upper()]
         )
-        stage, binary = _stage_and_binary(resources, globals_, ev_type, ev_props)
+        stage, binary = _stage_and_binary(resources, ev_type, ev_props)
         pfv = str(ev_props["PayloadFormatVersion"]) if "PayloadFormatVersion" in ev_props else None
         routes.append(RouteSpec(path, methods, ev_type, pfv, stage))
         binary_types += [b for b in binary if b not in binary_types]
+    return routes, binary_types
 
-    name = props.get("FunctionName")
+
+def _image_code(
+    function: Function, resources: Mapping[str, Any], template_dir: Path
+) -> tuple[Path, str, list[Path]]:
+    """An image's code directory, handler and layers: what `sam build` would put in it."""
+    meta = function.metadata or {}
+    context = template_dir / str(meta.get("DockerContext") or ".")
+    dockerfile = (context / str(meta.get("Dockerfile") or "Dockerfile")).resolve()
+    command = (function.imageconfig or {}).get("Command") or []
+    handler = (
+        str(command[0])
+        if command
+        else (dockerfile_cmd(dockerfile) if dockerfile.exists() else None)
+    )
+    if not handler:
+        raise TemplateError(f"{function.name}: no ImageConfig.Command and no CMD in {dockerfile}")
+    # Images cannot use layers; the Dockerfile copies every layer to /opt/python.
+    layer_dirs = [
+        (template_dir / str(res["Properties"]["ContentUri"]) / "python").resolve()
+        for res in resources.values()
+        if isinstance(res, Mapping)
+        and res.get("Type") == LAYER_TYPE
+        and isinstance((res.get("Properties") or {}).get("ContentUri"), str)
+    ]
+    return dockerfile.parent, handler, layer_dirs
+
+
+def _zip_code(function: Function) -> tuple[Path, str, list[Path]]:
+    if not isinstance(function.codeuri, str):
+        raise TemplateError(f"{function.name}: CodeUri must be a local path to run locally")
+    if not function.handler:
+        raise TemplateError(f"{function.name}: no Handler")
+    layer_dirs: list[Path] = []
+    for layer in function.layers:
+        if layer.is_defined_within_template and isinstance(layer.codeuri, str):
+            layer_dirs.append((Path(layer.codeuri) / "python").resolve())
+        else:
+            LOG.warning("layer %r is not a local AWS::Serverless::LayerVersion: skipped", layer.arn)
+    return Path(function.codeuri).resolve(), function.handler, layer_dirs
+
+
+def read_function(
+    template_path: Path, wanted: str | None = None, region: str = "us-east-1"
+) -> FunctionSpec:
+    template_path = template_path.resolve()  # SAM makes code paths absolute from it
+    template, resolver = sam_template(template_path, region)
+    resolved: dict[str, Any] = resolver.resolve_template(ignore_errors=True)
+    stack = _ResolvedStack("", "", str(template_path), None, resolved)
+    provider = SamFunctionProvider([stack], ignore_code_extraction_warnings=True)
+    functions = {f.name: f for f in provider.get_all() if f.stack_path == ""}
+    function = pick_function(functions, wanted)
+    resources: Mapping[str, Any] = resolved.get("Resources") or {}
+    if function.packagetype == "Image":
+        code_dir, handler, layer_dirs = _image_code(function, resources, template_path.parent)
+    else:
+        code_dir, handler, layer_dirs = _zip_code(function)
+
+    properties = template["Resources"][function.name].get("Properties") or {}
+    raw_vars: Mapping[str, Any] = (properties.get("Environment") or {}).get("Variables") or {}
+    variables: dict[str, str] = {}
+    for name, value in raw_vars.items():
+        local = resolve_variable(resolver, name, value)
+        if local is not None:
+            variables[name] = local
+    routes, binary_types = _routes(function, resources)
     return FunctionSpec(
-        logical_id=logical_id,
-        function_name=name if isinstance(name, str) else logical_id,
+        logical_id=function.name,
+        # an unresolvable FunctionName stays a map: the logical id stands in for it
+        function_name=name if isinstance(name := function.functionname, str) else function.name,
         handler=handler,
         code_dir=code_dir,
         layer_dirs=layer_dirs,
-        memory_size=int(props.get("MemorySize") or 128),
-        timeout=int(props.get("Timeout") or 3),
+        memory_size=int(function.memory or 128),
+        timeout=int(function.timeout or 3),
         variables=variables,
         declared=frozenset(raw_vars),
         routes=routes,
         binary_media_types=binary_types,
-        package_type=package_type,
+        package_type=str(function.packagetype or "Zip"),
     )
 
 

@@ -198,3 +198,42 @@ def test_http_api_only_gateway_answers_404(tmp_path: Path) -> None:
         assert resp.get_json() == {"message": "Not Found"}
     assert client.get("/__localrt/stats").get_json()["environments"] == []
     pool.shutdown(0)
+
+
+def test_sam_cli_reads_the_template(tmp_path: Path) -> None:
+    # SAM CLI's own plugins and intrinsic resolver: what a hand-written reading had no answer
+    # for (mappings, conditions, Select/Split, a resolved FunctionName) means what it means to sam.
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            Transform: AWS::Serverless-2016-10-31
+            Parameters:
+              Stage: {Type: String, Default: prod}
+            Conditions:
+              IsProd: !Equals [!Ref Stage, prod]
+            Mappings:
+              Sizes: {eu-west-1: {memory: 640}}
+            Globals:
+              Function:
+                Environment: {Variables: {FROM_GLOBALS: g}}
+            Resources:
+              F:
+                Type: AWS::Serverless::Function
+                Properties:
+                  FunctionName: !Sub "${AWS::StackName}-${Stage}-f"
+                  Handler: m.h
+                  MemorySize: !FindInMap [Sizes, !Ref AWS::Region, memory]
+                  Environment:
+                    Variables:
+                      LEVEL: !If [IsProd, INFO, DEBUG]
+                      FIRST: !Select [0, !Split [",", "a,b,c"]]
+                      NOT_HERE: !ImportValue other-stack-export
+            """
+        )
+    )
+    spec = read_function(path, region="eu-west-1")
+    assert spec.function_name == "local-prod-f"
+    assert spec.memory_size == 640
+    assert spec.variables == {"FROM_GLOBALS": "g", "LEVEL": "INFO", "FIRST": "a"}
+    assert spec.declared == {"FROM_GLOBALS", "LEVEL", "FIRST", "NOT_HERE"}

@@ -7,10 +7,8 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from localrt.environment import LogSink, RuntimeSettings, require_loopback
 from localrt.pool import Pool
@@ -21,6 +19,7 @@ from localrt.template import (
     load_env_vars_file,
     read_function,
 )
+from stack.net import on_stop_signals
 
 LOG = logging.getLogger("localrt")
 
@@ -97,14 +96,11 @@ def build_settings(args: argparse.Namespace) -> RuntimeSettings:
 
 
 def _on_stop_signals(stop: Callable[[], None]) -> None:
-    """SIGINT/SIGTERM run `stop` in a thread (server.shutdown cannot run on the serving one)."""
+    def stopping(sig: signal.Signals) -> None:
+        LOG.info("%s received: stopping", sig.name)
+        stop()
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        LOG.info("%s received: stopping", signal.Signals(signum).name)
-        threading.Thread(target=stop, daemon=True).start()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    on_stop_signals(stopping)
 
 
 def start_api(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import datetime
 import enum
-import ipaddress
 import logging
 import os
 import queue
@@ -30,6 +29,7 @@ from typing import IO, Any
 from localrt.freeze import Freezer
 from localrt.runtime_api import Invocation, RuntimeApi
 from localrt.template import DEFAULT_ACCOUNT_ID, FunctionSpec
+from stack.net import is_loopback
 
 LOG = logging.getLogger("localrt")
 
@@ -123,13 +123,8 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
 
 def require_loopback(host: str) -> None:
     """localrt runs unauthenticated code execution: refuse anything but loopback."""
-    if host == "localhost":
+    if is_loopback(host):
         return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
     raise SystemExit(
         f"localrt: refusing to listen on {host!r}: only loopback addresses are allowed"
     )

@@ -13,6 +13,7 @@ import pytest
 import requests
 import samcli
 
+from stack.net import free_port
 from tests.localrt.harness import FUNCTIONS, ROOT, TEMPLATE, base_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -132,16 +133,9 @@ _DECLARED = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _rie_invoke(events: list[Any]) -> list[bytes]:
     """Run lrt_handlers.plain under aws-lambda-rie (AWS's emulator), as facts.md describes."""
-    api_port, rie_port = _free_port(), _free_port()
+    api_port, rie_port = free_port(), free_port()
     env = base_env(
         PYTHONPATH=str(FUNCTIONS),
         AWS_LAMBDA_FUNCTION_NAME="EchoFunction",

@@ -39,13 +39,8 @@ def test_proc_is_read_through_psutil() -> None:
     assert by_hand <= PROC_ALLOWED | PROC_PENDING, sorted(by_hand - PROC_ALLOWED - PROC_PENDING)
 
 
-# One of each, in stack/net.py. Pending like the /proc readings above: localrt's own copies.
+# One of each, in stack/net.py.
 SHARED = "stack/net.py"
-ONE_OF_EACH_PENDING = {
-    "localrt/__main__.py",
-    "localrt/environment.py",
-    "tests/localrt/test_localrt_cli.py",
-}
 ONE_OF_EACH = {
     # bound to port 0 and let go (one that goes on to listen() is a server of a test's own)
     "free port": r"\.bind\(\([^()]*, 0\)\)\n(?!\s*\w+\.listen)",
@@ -64,4 +59,4 @@ def test_one_of_each_server_part(part: str) -> None:
         if not name.startswith(NOT_SERVERS) and re.search(ONE_OF_EACH[part], text)
     }
     assert SHARED in found
-    assert found - {SHARED} <= ONE_OF_EACH_PENDING, sorted(found - {SHARED} - ONE_OF_EACH_PENDING)
+    assert found == {SHARED}, sorted(found - {SHARED})

@@ -284,6 +284,7 @@ class Environment:
 
     def max_rss_mb(self) -> float | None:
         """Peak resident memory (Lambda's "Max Memory Used"), while the process is alive."""
+        # /proc by hand here only: psutil reports the current RSS, not the peak (VmHWM)
         if self.proc is None or self.proc.returncode is not None:
             return None
         try:

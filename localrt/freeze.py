@@ -13,7 +13,8 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
+
+import psutil
 
 # How long after a thaw threads may still carry the stop's signal-pending flag, and how long
 # release() waits for them to run (see _wait_until_scheduled).
@@ -105,13 +106,18 @@ def _wait_until_scheduled(pid: int) -> None:
     runnable (R) has not gone back to sleep yet; one that keeps running costs the timeout.
     """
     deadline = time.monotonic() + _SETTLE_TIMEOUT_S
-    while _thread_states(pid) & {"T", "R"} and time.monotonic() < deadline:
+    while _thread_states(pid) & _NOT_ASLEEP and time.monotonic() < deadline:
         time.sleep(0.001)
 
 
+_NOT_ASLEEP = {psutil.STATUS_STOPPED, psutil.STATUS_RUNNING}
+
+
 def _thread_states(pid: int) -> set[str]:
-    states = set()
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        with contextlib.suppress(OSError, IndexError):
-            states.add(stat.read_text().rsplit(")", 1)[1].split()[0])
+    """psutil's status of every thread (a thread id is a process id to it on Linux)."""
+    states: set[str] = set()
+    with contextlib.suppress(psutil.Error):
+        for thread in psutil.Process(pid).threads():
+            with contextlib.suppress(psutil.Error):  # the thread ended meanwhile
+                states.add(psutil.Process(thread.id).status())
     return states

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +36,10 @@ def base_env(**extra: str) -> dict[str, str]:
 
 def pid_alive(pid: int) -> bool:
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+        # a zombie is dead, just not reaped yet
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return "\nState:\tZ" not in status  # a zombie is dead, just not reaped yet
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:

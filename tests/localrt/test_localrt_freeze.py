@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.localrt.harness import (
@@ -29,6 +31,8 @@ from tests.localrt.harness import (
 
 pytestmark = pytest.mark.integration
 Start = Callable[..., LocalRT]
+
+STOPPED = psutil.STATUS_STOPPED  # SIGSTOP's T
 
 
 @pytest.fixture
@@ -84,20 +88,18 @@ def sink() -> Iterator[Sink]:
 
 
 def thread_states(pid: int) -> set[str]:
-    """The State letter of every thread of `pid` (T: stopped)."""
-    states = set()
-    for status in Path(f"/proc/{pid}/task").glob("*/status"):
-        with contextlib.suppress(OSError):
-            for line in status.read_text().splitlines():
-                if line.startswith("State:"):
-                    states.add(line.split()[1])
+    """The psutil status of every thread of `pid` (a thread id is a process id to psutil)."""
+    states: set[str] = set()
+    for thread in psutil.Process(pid).threads():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            states.add(psutil.Process(thread.id).status())
     return states
 
 
 def cpu_ticks(pid: int) -> int:
     """utime + stime of the whole process, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    times = psutil.Process(pid).cpu_times()
+    return round((times.user + times.system) * os.sysconf("SC_CLK_TCK"))
 
 
 def environment(rt: LocalRT) -> dict[str, Any]:
@@ -119,7 +121,7 @@ def test_idle_environment_is_stopped_and_uses_no_cpu(start: Start, sink: Sink) -
     rt = freeze_function(start, sink)
     pid = body_json(rt.get("/freeze/tick"))["pid"]  # starts a thread that burns CPU and ticks
     assert wait_until(lambda: frozen(rt), 5)
-    assert thread_states(pid) == {"T"}, thread_states(pid)
+    assert thread_states(pid) == {STOPPED}, thread_states(pid)
     cpu, ticks = cpu_ticks(pid), sink.count("tick")
     time.sleep(1.0)
     assert cpu_ticks(pid) == cpu  # not one clock tick of CPU in a second
@@ -130,7 +132,7 @@ def test_idle_environment_is_stopped_and_uses_no_cpu(start: Start, sink: Sink) -
     assert wait_until(lambda: sink.count("tick") >= ticks + 3, 1), sink.count("tick") - ticks
     # ...and stops again once the environment is back in /next.
     assert wait_until(lambda: frozen(rt), 5)
-    assert thread_states(pid) == {"T"}
+    assert thread_states(pid) == {STOPPED}
 
 
 def test_export_after_next_is_frozen_midway(start: Start, sink: Sink) -> None:
@@ -153,7 +155,7 @@ def test_no_freeze_keeps_the_environment_running(start: Start, sink: Sink) -> No
     assert wait_until(lambda: environment(rt)["state"] == "idle", 5)
     cpu, ticks = cpu_ticks(pid), sink.count("tick")
     time.sleep(1.0)
-    assert "T" not in thread_states(pid)
+    assert STOPPED not in thread_states(pid)
     assert cpu_ticks(pid) >= cpu + 5  # the ticker burns ~25 % of a CPU
     assert sink.count("tick") >= ticks + 10
     assert sink.count("chunk") == 20  # the export ran to the end without another event
@@ -186,10 +188,10 @@ def test_freezes_only_when_every_extension_is_parked(start: Start) -> None:
     t0 = time.monotonic()
     pid = body_json(rt.get("/ext"))["pid"]
     assert not frozen(rt)
-    assert "T" not in thread_states(pid)
+    assert STOPPED not in thread_states(pid)
     assert wait_until(lambda: frozen(rt), 5)
     assert time.monotonic() - t0 >= 0.25
-    assert thread_states(pid) == {"T"}
+    assert thread_states(pid) == {STOPPED}
     # Frozen between events, yet the extension saw every INVOKE and finished its work.
     third = body_json(rt.get("/ext"))
     assert third["extension"]["finished"] == 2
@@ -200,7 +202,7 @@ def test_sigterm_thaws_a_frozen_environment(start: Start, tmp_path: Path) -> Non
     rt = start("--function", "EchoFunction", env=base_env(SIGTERM_MARKER=str(marker)))
     pid = body_json(rt.get("/rest/hello"))["pid"]
     assert wait_until(lambda: frozen(rt), 5)
-    assert thread_states(pid) == {"T"}
+    assert thread_states(pid) == {STOPPED}
     assert rt.stop(signal.SIGTERM) == 0
     assert marker.read_text() == f"flushed {pid}\n"  # its SIGTERM handler ran
     assert not pid_alive(pid)
@@ -247,7 +249,7 @@ def test_layer_sigterm_flush_runs_in_a_frozen_environment(start: Start) -> None:
         assert rt.get("/healthz").status_code == 200
         assert wait_until(lambda: frozen(rt), 5)
         pid = environment(rt)["pid"]
-        assert thread_states(pid) == {"T"}
+        assert thread_states(pid) == {STOPPED}
         pushed = len(puts)
         assert pushed >= 1  # the export after the first call, before the freeze
         t_stop = time.monotonic()

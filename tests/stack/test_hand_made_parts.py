@@ -10,15 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# psutil has no peak RSS (VmHWM); the benchmarks report the peak.
-PROC_ALLOWED = {"bench/driver.py"}
-# Not yet moved to psutil: localrt's uncommitted work owned these files when the rest moved.
-PROC_PENDING = {
-    "localrt/environment.py",
-    "localrt/freeze.py",
-    "tests/localrt/harness.py",
-    "tests/localrt/test_localrt_freeze.py",
-}
+# psutil has no peak RSS (VmHWM): the benchmarks and localrt's "Max Memory Used" report the peak.
+PROC_ALLOWED = {"bench/driver.py", "localrt/environment.py"}
 
 
 def python_sources() -> dict[str, str]:
@@ -36,7 +29,7 @@ def python_sources() -> dict[str, str]:
 
 def test_proc_is_read_through_psutil() -> None:
     by_hand = {name for name, text in python_sources().items() if re.search(r"[\"']/proc\b", text)}
-    assert by_hand <= PROC_ALLOWED | PROC_PENDING, sorted(by_hand - PROC_ALLOWED - PROC_PENDING)
+    assert by_hand <= PROC_ALLOWED, sorted(by_hand - PROC_ALLOWED)
 
 
 # One of each, in stack/net.py.

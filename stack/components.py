@@ -72,6 +72,20 @@ class _Component(Service):
         assert last is not None
         raise last
 
+    def _spawn_python(self, argv: list[str], log: Path, what: str) -> None:
+        """Start one of this package's modules and wait until `_ready`; stopped if it is not."""
+        env = dict(os.environ)
+        # the child must import this very `stack` package, whatever its cwd
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(CONFIG_DIR.parent), env.get("PYTHONPATH", "")) if p
+        )
+        self.process = ManagedProcess(self.name, argv, log, env=env)
+        try:
+            self.process.wait_until(self._ready, self.startup_timeout, what)
+        except StackError:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
@@ -293,15 +307,6 @@ class Prometheus(_Component):
 # ---------------------------------------------------------------------------
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # the child must import this very `stack` package, whatever its cwd
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(CONFIG_DIR.parent), env.get("PYTHONPATH", "")) if p
-    )
-    return env
-
-
 def _ready_line(log: Path, pattern: re.Pattern[str]) -> re.Match[str] | None:
     """The first match of `pattern` in the log written so far."""
     try:
@@ -342,12 +347,7 @@ class FaultProxyProcess(_Component):
         # The proxy binds port 0 itself and reports the real ports: no race to retry.
         argv = [sys.executable, "-m", "stack.faultproxy", "--target", self.target]
         argv += ["--listen-port", str(self.port), "--control-port", "0"]
-        self.process = ManagedProcess(self.name, argv, self._log, env=_child_env())
-        try:
-            self.process.wait_until(self._ready, self.startup_timeout, "listening")
-        except StackError:
-            self.stop()
-            raise
+        self._spawn_python(argv, self._log, "listening")
         return self
 
     def _ready(self) -> bool:
@@ -418,12 +418,7 @@ class OtlpReceiverProcess(_Component):
             f"--http-port={self.http_port}",
             f"--spans-file={self.spans_file}",
         ]
-        self.process = ManagedProcess(self.name, argv, self._log, env=_child_env())
-        try:
-            self.process.wait_until(self._ready, self.startup_timeout, "ready")
-        except StackError:
-            self.stop()
-            raise
+        self._spawn_python(argv, self._log, "ready")
         return self
 
     def _ready(self) -> bool:

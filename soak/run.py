@@ -21,8 +21,8 @@ import psutil
 import requests
 
 from stack import Stack
+from tests import planted
 from tests.localrt.harness import LocalRT, base_env, wait_until
-from tests.security import planted
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

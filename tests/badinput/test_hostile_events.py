@@ -28,8 +28,8 @@ from prometheus_client.exposition import generate_latest
 import app
 from lambda_observability import logger, metrics
 from lambda_observability.instrument import instrumentation
+from tests import planted
 from tests.conftest import load_event
-from tests.security import planted
 from tests.unit.conftest import FakeLambdaContext
 
 SETTINGS = settings(

@@ -17,10 +17,10 @@ import pytest
 
 from stack import Stack
 from stack.faultproxy import FaultProxy
+from tests import planted
 from tests.e2e.test_proof import TEMPLATE
 from tests.faults.campaign import pushgateway_value
 from tests.localrt.harness import LocalRT, base_env, wait_until
-from tests.security import planted
 
 pytestmark = pytest.mark.integration
 

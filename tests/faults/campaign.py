@@ -26,9 +26,9 @@ from lambda_observability.config import DEFAULT_PUSH_TIMEOUT_SECONDS
 from lambda_observability.otlp import DEFAULT_TIMEOUT_SECONDS as DEFAULT_OTLP_TIMEOUT_SECONDS
 from stack import Stack
 from stack.faultproxy import FaultProxy
+from tests import planted
 from tests.conftest import ROOT
 from tests.localrt.harness import LocalRT, base_env, wait_until
-from tests.security import planted
 
 TEMPLATE = ROOT / "template.yaml"
 

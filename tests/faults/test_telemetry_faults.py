@@ -32,6 +32,7 @@ from lambda_observability.secrets import RETRY_AFTER_FAILURE_SECONDS
 from stack import Stack
 from stack.faultproxy import FaultProxy
 from stack.net import free_port
+from tests import planted
 from tests.faults.campaign import (
     COLD_BOUND_S,
     DNS,
@@ -47,7 +48,6 @@ from tests.faults.campaign import (
     record_catch_up,
     warm_bound,
 )
-from tests.security import planted
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from lambda_observability.failures import FailureReporter, failure_kind
 from lambda_observability.instrument import instrumentation
 from lambda_observability.secrets import SecretError
 from stack.net import free_port
+from tests import planted
 from tests.faults.campaign import unresolvable
-from tests.security import planted
 
 
 @contextlib.contextmanager

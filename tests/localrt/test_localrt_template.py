@@ -15,6 +15,7 @@ from localrt.template import (
     load_env_vars_file,
     read_function,
 )
+from tests.conftest import ROOT
 from tests.localrt.harness import FUNCTIONS, TEMPLATE
 
 IMAGE_TEMPLATE = """\
@@ -237,3 +238,25 @@ def test_sam_cli_reads_the_template(tmp_path: Path) -> None:
     assert spec.memory_size == 640
     assert spec.variables == {"FROM_GLOBALS": "g", "LEVEL": "INFO", "FIRST": "a"}
     assert spec.declared == {"FROM_GLOBALS", "LEVEL", "FIRST", "NOT_HERE"}
+
+
+@pytest.mark.parametrize(
+    ("template", "function"),
+    [
+        ("bench/template.yaml", name)
+        for name in (
+            "BareFunction",
+            "OursSyncFunction",
+            "OursAsyncFunction",
+            "OtelInstrumentationFunction",
+            "OtelLiteSyncFunction",
+            "OtelLiteAsyncFunction",
+        )
+    ]
+    + [("tests/e2e/functions/template.yaml", "UserSpansFunction")],
+)
+def test_every_template_localrt_runs_reads(template: str, function: str) -> None:
+    """The bench's and the e2e tests' templates, as SAM validates them (a Globals property SAM
+    does not allow there once broke `make bench` without a test noticing)."""
+    spec = read_function(ROOT / template, function)
+    assert spec.routes

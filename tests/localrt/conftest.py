@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.localrt.harness import LocalRT, assert_no_orphans
+from tests.localrt.harness import TEMPLATE, LocalRT, assert_no_orphans
 
 
 @pytest.fixture
 def start_localrt() -> Iterator[Callable[..., LocalRT]]:
     started: list[LocalRT] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> LocalRT:
-        rt = LocalRT(*args, env=env)
+    def start(*args: str, env: dict[str, str] | None = None, template: Path = TEMPLATE) -> LocalRT:
+        rt = LocalRT(*args, env=env, template=template)
         started.append(rt)
         return rt
 

@@ -20,9 +20,7 @@ import pytest
 
 from tests.localrt.harness import (
     ROOT,
-    TEMPLATE,
     LocalRT,
-    assert_no_orphans,
     base_env,
     body_json,
     pid_alive,
@@ -36,18 +34,9 @@ STOPPED = psutil.STATUS_STOPPED  # SIGSTOP's T
 
 
 @pytest.fixture
-def start() -> Iterator[Start]:
-    started: list[LocalRT] = []
-
-    def run(*args: str, env: dict[str, str] | None = None, template: Path = TEMPLATE) -> LocalRT:
-        rt = LocalRT(*args, env=env, template=template)
-        started.append(rt)
-        return rt
-
-    yield run
-    for rt in started:
-        rt.stop()
-        assert_no_orphans(rt)
+def start(start_localrt: Start) -> Start:
+    """conftest's ``start_localrt``: stopped, and checked for orphans, after each test."""
+    return start_localrt
 
 
 class Sink:

@@ -232,3 +232,37 @@ def test_unknown_methods_are_reported_as_other(
         {"method": "_OTHER", "route": "/healthz", "status_code": "405"},
     )
     assert after == (before or 0) + 1
+
+
+def test_force_flush_exports_what_is_queued_or_reports_failure() -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lambda_observability.tracing import Tracing, build_resource
+
+    class Failing(InMemorySpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.FAILURE
+
+    tracing = Tracing(build_resource("healthz", None), 16, install_global=False)
+    received = InMemorySpanExporter()
+    tracing.use_exporter(received)
+    with tracing.tracer.start_as_current_span("flushed"):
+        pass
+    assert tracing.provider.force_flush(1000) is True
+    assert [s.name for s in received.get_finished_spans()] == ["flushed"]
+    assert tracing.pending() == 0
+    tracing.use_exporter(Failing())
+    with tracing.tracer.start_as_current_span("kept"):
+        pass
+    assert tracing.provider.force_flush(1000) is False
+    assert tracing.pending() == 1  # kept for the next export, not lost
+
+
+def test_unsupported_exporter_names_are_set_aside_once_at_cold_start() -> None:
+    from lambda_observability.tracing import Tracing, build_resource
+
+    env = {"OTEL_TRACES_EXPORTER": "otlp, zipkin,console", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}
+    tracing = Tracing(build_resource("healthz", None), 16, env=env, install_global=False)
+    assert tracing.exporters == ["otlp", "console"]
+    assert tracing.unsupported_exporters == ["zipkin"]

@@ -163,7 +163,7 @@ def run(
             for thread in threads:
                 thread.join(15)
             elapsed = time.monotonic() - started
-            wait_until(lambda: all(e["state"] == "idle" for e in rt.stats()["environments"]), 10)
+            wait_until(rt.idle, 10)
             sample()
             stats = rt.stats()
             stack.wait_for_scrape(after=time.time())

@@ -35,16 +35,12 @@ def _warm_latencies(rt: LocalRT) -> tuple[list[float], list[dict[str, float]]]:
     for _ in range(REQUESTS):
         # Let the previous export finish: with one environment a request sent earlier would
         # wait for it (on Lambda another environment would start, or the call be throttled).
-        assert wait_until(lambda: _idle(rt), 5)
+        assert wait_until(rt.idle, 5)
         response = rt.get("/healthz")
         assert response.status_code == 200
         client.append(response.elapsed.total_seconds() * 1000)
     invocations = rt.stats()["invocations"][1:]
     return client, invocations
-
-
-def _idle(rt: LocalRT) -> bool:
-    return all(env["state"] == "idle" for env in rt.stats()["environments"])
 
 
 def _run(stack: Stack, mode: str) -> tuple[list[float], list[dict[str, float]]]:

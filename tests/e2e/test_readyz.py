@@ -38,14 +38,10 @@ def stack() -> Iterator[Stack]:
         yield running
 
 
-def _idle(rt: LocalRT) -> bool:
-    return all(e["state"] == "idle" for e in rt.stats()["environments"])
-
-
 def _get(rt: LocalRT, path: str, method: str = "GET") -> Any:
     response = rt.request(method, path, headers=planted.HEADERS, params=planted.QUERY)
     assert response.status_code == 200, response.text
-    assert wait_until(lambda: _idle(rt), 5)  # async: the export after the response is done
+    assert wait_until(rt.idle, 5)  # async: the export after the response is done
     return response
 
 

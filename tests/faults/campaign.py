@@ -175,13 +175,9 @@ class Scenario:
         }
         self.rt = LocalRT("--concurrency", "1", template=self.template, env=base_env(**env))
 
-    def _idle(self) -> bool:
-        assert self.rt is not None
-        envs = self.rt.stats()["environments"]
-        return all(e["state"] == "idle" for e in envs)
-
     def wait_idle(self, timeout: float = 10.0) -> None:
-        assert wait_until(self._idle, timeout, 0.01), f"{self.name}: environment never idle"
+        assert self.rt is not None
+        assert wait_until(self.rt.idle, timeout, 0.01), f"{self.name}: environment never idle"
 
     def send(self, phase: str, count: int) -> list[Sent]:
         assert self.rt is not None

@@ -34,10 +34,6 @@ FAULTS: dict[str, Callable[[FaultProxy], object]] = {
 }
 
 
-def _idle(rt: LocalRT) -> bool:
-    return all(e["state"] == "idle" for e in rt.stats()["environments"])
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     with Stack() as running:
@@ -68,7 +64,7 @@ def test_faults_hold_under_the_export_policy(stack: Stack, mode: str) -> None:
             while time.monotonic() < end:
                 # Async: the previous export may still run; on Lambda a request would go to
                 # another environment, not wait, so wait here before sending.
-                assert wait_until(lambda: _idle(rt), 5)
+                assert wait_until(rt.idle, 5)
                 response = rt.get("/healthz")
                 latencies.append((phase, response.elapsed.total_seconds(), response.status_code))
                 time.sleep(1 / RATE)

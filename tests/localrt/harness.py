@@ -117,6 +117,10 @@ class LocalRT:
         self.seen_pids |= {e["pid"] for e in data["environments"] if e["pid"]}
         return data
 
+    def idle(self) -> bool:
+        """Every environment is ready for an event: no invocation, no export after one."""
+        return all(e["state"] == "idle" for e in self.stats()["environments"])
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             with contextlib.suppress(requests.RequestException):

@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
+from tests.unit.test_extension_client import REGISTERED, Reply, ScriptedApi
 
 # Imported only when telemetry leaves (after the response in async mode) or never.
 NOT_BEFORE_THE_FIRST_RESPONSE = (
@@ -35,6 +36,13 @@ NOT_BEFORE_THE_FIRST_RESPONSE = (
     "urllib3",
     "opentelemetry.propagate",  # scans every installed package's entry points when imported
     "importlib.metadata",
+    "prometheus_client.exposition",  # the push; prometheus_client's __init__ imports it
+    "http.server",
+    "wsgiref",
+    "urllib.request",
+    "http.client",  # the extension speaks HTTP/1.1 itself; http.client parses with email
+    "email",
+    "ssl",
 )
 
 _SCRIPT = """
@@ -62,8 +70,11 @@ print(json.dumps({"status": response["statusCode"], "modules": seen[0]}))
 """
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("event", ["rest-get.json", "function-url-get.json", "alb-get.json"])
-def test_first_response_imports_nothing_it_does_not_need(event: str) -> None:
+def test_first_response_imports_nothing_it_does_not_need(event: str, mode: str) -> None:
+    # async: the extension registers with an Extensions API at cold start, as on Lambda.
+    api = ScriptedApi([Reply(REGISTERED), Reply(b"", silent=True)]) if mode == "async" else None
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": os.pathsep.join(
@@ -78,7 +89,10 @@ def test_first_response_imports_nothing_it_does_not_need(event: str) -> None:
         "PUSHGATEWAY_AUTH_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x",
         "OTEL_PROPAGATORS": "tracecontext,baggage",
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OBSERVABILITY_EXPORT_MODE": mode,
     }
+    if api is not None:
+        env["AWS_LAMBDA_RUNTIME_API"] = api.address
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(ROOT / "events" / event)],
         env=env,
@@ -89,6 +103,10 @@ def test_first_response_imports_nothing_it_does_not_need(event: str) -> None:
     ).stdout
     result = json.loads(out.splitlines()[-1])
     assert result["status"] == 200
+    if api is not None:
+        api.close()
+        assert api.requests[0].startswith(b"POST /2020-01-01/extension/register")
+        assert '"export_mode":"async"' in out
     early = [
         name
         for name in result["modules"]

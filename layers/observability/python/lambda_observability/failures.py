@@ -6,9 +6,9 @@ outcome per backend is also kept (``states``), for the readiness document (``rea
 
 from __future__ import annotations
 
-import http.client
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -138,7 +138,9 @@ def _kind_of(error: BaseException) -> str | None:
         return "refused"
     if isinstance(error, TimeoutError):
         return "timeout"
-    if isinstance(error, http.client.HTTPException):
+    # An HTTPException exists only once http.client is loaded: do not import it for this.
+    client = sys.modules.get("http.client")
+    if client is not None and isinstance(error, client.HTTPException):
         return "malformed"
     if isinstance(error, ConnectionError):
         return "connection lost"

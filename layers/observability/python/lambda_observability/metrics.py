@@ -9,6 +9,11 @@ Several gateways (``PUSHGATEWAY_URL`` as a comma-separated list) share the group
 environment pushes to the one its instance id hashes to, always the same, so a group is never
 split between gateways.
 
+prometheus-client's package ``__init__`` imports its exposition module, and with it
+``http.server``, ``wsgiref``, ``urllib.request`` and ``ssl``: about a third of this layer's
+import time, for code a push needs only after the response. ``_defer_package_init`` lets
+the metric classes load without it (see there).
+
 No ``*_created`` series: prometheus-client exposes one per counter and histogram (child), and
 the Pushgateway turns each into a gauge series of its own in every group. Nothing here reads
 them, and every environment's group is new anyway, so they are switched off for the process.
@@ -17,13 +22,60 @@ them, and every environment's group is new anyway, so they are switched off for 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
+import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
-from .config import pushgateway_urls
+def _defer_package_init(name: str = "prometheus_client") -> None:
+    """Register ``name`` as a package whose ``__init__`` runs on first attribute access.
+
+    Its submodules (``prometheus_client.metrics``, ``.registry``, ``.exposition``) then import
+    on their own, without the ``__init__`` that imports all of them. Code that uses the package
+    itself (``from prometheus_client import start_http_server``) still gets all of it: the
+    first name looked up on the package runs the real ``__init__`` in place, once, and the
+    submodules already loaded are the ones it binds. Nothing happens if the package is already
+    imported, or is not installed.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    lock = threading.RLock()
+    loaded: list[bool] = []
+
+    def load_on_first_use(attribute: str) -> Any:  # the package's __getattr__ (PEP 562)
+        is_name = attribute.isidentifier() and not attribute.startswith("__")
+        if is_name and importlib.util.find_spec(f"{name}.{attribute}") is not None:
+            # A submodule (``from . import values`` inside the package asks this way).
+            return importlib.import_module(f"{name}.{attribute}")
+        with lock:  # other threads wait for the one running __init__
+            if not loaded:
+                loaded.append(True)
+                spec.loader.exec_module(package)  # type: ignore[union-attr]
+                del package.__getattr__
+        return object.__getattribute__(package, attribute)
+
+    package.__getattr__ = load_on_first_use  # type: ignore[method-assign]
+    sys.modules[name] = package
+
+
+_defer_package_init()
+
+from prometheus_client.metrics import (  # noqa: E402  (after the deferral above)
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.registry import CollectorRegistry  # noqa: E402
+
+from .config import pushgateway_urls  # noqa: E402
 
 # Read when a registry is collected, so this covers the function's own metrics too
 # (prometheus-client leaves the function unannotated).

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,26 @@ def test_unsupported_exporter_names_are_set_aside_once_at_cold_start() -> None:
     tracing = Tracing(build_resource("healthz", None), 16, env=env, install_global=False)
     assert tracing.exporters == ["otlp", "console"]
     assert tracing.unsupported_exporters == ["zipkin"]
+
+
+def test_a_raising_handler_records_its_exception_once_and_leaves_no_current_span(
+    context: FakeLambdaContext, spans: SpanCapture
+) -> None:
+    from opentelemetry import trace
+
+    from lambda_observability import observe
+
+    seen: list[int] = []
+
+    def broken(event: Any, ctx: Any) -> Any:
+        seen.append(trace.get_current_span().get_span_context().span_id)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        observe(broken)(load_event("rest-get.json"), context)
+    (span,) = spans.finished()
+    assert seen == [span.context.span_id]  # the SERVER span was current inside the handler
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["http.response.status_code"] == 500
+    assert not trace.get_current_span().get_span_context().is_valid  # detached afterwards

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, overload
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -56,39 +58,46 @@ class Instrumentation:
         self.flush.policy.started()
         # The one reading of the event: the handler gets it from http_event.current.
         request = http_event.parse(event, routes)
-        remembered = http_event.remember(event, request)
         started = time.perf_counter()
         status: int | None = None
         response: Any = None
+        # The span is made current by hand rather than by start_as_current_span, whose two
+        # generator-based context managers are per-call work with nothing to show for it; and
+        # the exception is recorded once, below, not a second time on the way out.
+        span = self.tracing.tracer.start_span(
+            _span_name(request, context),
+            context=_parent_context(request),
+            kind=SpanKind.SERVER,
+            attributes=_span_attributes(request, context, cold),
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        remembered = http_event.remember(event, request)
         try:
-            with self.tracing.tracer.start_as_current_span(
-                _span_name(request, context),
-                context=_parent_context(request),
-                kind=SpanKind.SERVER,
-                attributes=_span_attributes(request, context, cold),
-            ) as span:
-                if request is not None:
-                    logger.append_keys(
-                        http_method=request.method,
-                        path=request.path,
-                        source_ip=request.source_ip,
-                        user_agent=request.user_agent,
-                    )
-                try:
-                    response = handler(event, context)
-                except Exception as error:
-                    status = 500
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                    logger.exception("handler raised")
-                    raise
-                finally:
-                    duration = time.perf_counter() - started
-                    if status is None:
-                        status = http_event.status_code(response)
-                    self._record(span, request, status, duration)
+            if request is not None:
+                logger.append_keys(
+                    correlation_id=request.request_id,
+                    http_method=request.method,
+                    path=request.path,
+                    source_ip=request.source_ip,
+                    user_agent=request.user_agent,
+                )
+            try:
+                response = handler(event, context)
+            except Exception as error:
+                status = 500
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                logger.exception("handler raised")
+                raise
+            finally:
+                duration = time.perf_counter() - started
+                if status is None:
+                    status = http_event.status_code(response)
+                self._record(span, request, status, duration)
             return response
         finally:
+            otel_context.detach(token)
+            span.end()
             http_event.forget(remembered)
             self.flush.after_invocation(
                 str(getattr(context, "aws_request_id", "")), _remaining_seconds(context)
@@ -225,10 +234,10 @@ def observe(
         def wrapper(event: Any, context: Any) -> Any:
             return state.invoke(func, event, context, known)
 
-        # Powertools adds cold_start, function_* and the correlation id to every line.
-        injected: LambdaHandler = logger.inject_lambda_context(
-            wrapper, correlation_id_path="requestContext.requestId", clear_state=True
-        )
+        # Powertools adds cold_start and function_* to every line; the correlation id (the
+        # API's request id) comes from the layer's own reading of the event, not a JMESPath
+        # query over it.
+        injected: LambdaHandler = logger.inject_lambda_context(wrapper, clear_state=True)
         return injected
 
     return decorate(handler) if handler is not None else decorate

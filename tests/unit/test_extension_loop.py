@@ -12,12 +12,13 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from lambda_observability import flush as flush_module
 from lambda_observability import metrics
 from lambda_observability.extension import ExtensionClient
 from lambda_observability.failures import FailureReporter
@@ -87,8 +88,8 @@ class CountingExporter:
 
 
 @pytest.fixture
-def api() -> Iterator[ExtensionsApi]:
-    server = ExtensionsApi(failures=6)
+def api(request: pytest.FixtureRequest) -> Iterator[ExtensionsApi]:
+    server = ExtensionsApi(failures=getattr(request, "param", 6))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -130,3 +131,52 @@ def test_the_loop_survives_a_failing_extensions_api(api: ExtensionsApi) -> None:
 def _served(exporter: CountingExporter, api: ExtensionsApi, count: int) -> bool:
     """``count`` invocations exported, and the extension back in /next after each."""
     return wait_until(lambda: exporter.exports == count and api.next_requests == 7 + count, 5)
+
+
+class RecordingClient(ExtensionClient):
+    """Notes when an event arrives, when the loop lets it be read, and when it is parsed."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.log: list[str] = []
+
+    def next_event(self, on_arrival: Callable[[], None] | None = None) -> dict[str, Any]:
+        def arrived() -> None:
+            self.log.append("arrived")
+            if on_arrival is not None:
+                on_arrival()
+            self.log.append("released")
+
+        event = super().next_event(arrived)
+        self.log.append(f"parsed {event['requestId']}")
+        return event
+
+
+@pytest.mark.parametrize("api", [0], indirect=True)
+def test_an_invoke_is_read_only_after_its_handler_ends(
+    api: ExtensionsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler runs in this interpreter: parsing its INVOKE meanwhile would take the GIL."""
+    monkeypatch.setattr(flush_module, "PARSE_WAIT_SECONDS", 0.5)
+    exporter = CountingExporter()
+    client = RecordingClient(api.address)
+    flush = AsyncFlush(
+        exporter,  # type: ignore[arg-type]
+        ExportPolicy(interval=0, sparse_gap=1.0),
+        client,
+        FailureReporter(),
+    )
+    flush.start()
+    api.events.put("req-1")
+    assert wait_until(lambda: "arrived" in client.log, 5)
+    time.sleep(0.2)  # the handler is still running
+    assert client.log == ["arrived"]
+    flush.after_invocation("req-1", 3.0)
+    assert wait_until(lambda: exporter.exports == 1, 5)
+    assert client.log[:3] == ["arrived", "released", "parsed req-1"]
+    # A handler that outlasts the wait only costs the parse during it, not the export.
+    api.events.put("req-2")
+    assert wait_until(lambda: "parsed req-2" in client.log, 5)
+    assert exporter.exports == 1
+    flush.after_invocation("req-2", 3.0)
+    assert wait_until(lambda: exporter.exports == 2, 5)

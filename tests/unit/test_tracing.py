@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter

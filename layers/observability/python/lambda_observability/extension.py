@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 EXTENSION_NAME = "lambda_observability"
@@ -60,8 +61,13 @@ class ExtensionClient:
         self._identifier = identifier
         return identifier
 
-    def next_event(self) -> dict[str, Any]:
-        """Block until the next event: this also tells Lambda the previous one is done."""
+    def next_event(self, on_arrival: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Block until the next event: this also tells Lambda the previous one is done.
+
+        ``on_arrival`` runs once the answer has started to arrive, before it is read: an
+        INVOKE reaches the extension as the handler starts, and this is the caller's chance to
+        wait for the handler before spending the GIL on parsing.
+        """
         if self._identifier is None:
             raise ExtensionError("not registered")
         # No timeout: the call legitimately blocks while the environment is frozen.
@@ -71,6 +77,7 @@ class ExtensionClient:
             {"Lambda-Extension-Identifier": self._identifier},
             None,
             timeout=None,
+            on_arrival=on_arrival,
         )
         if status != 200:
             raise ExtensionError(f"event/next answered {status}: {body[:200]!r}")
@@ -94,6 +101,7 @@ class ExtensionClient:
         headers: dict[str, str],
         body: bytes | None,
         timeout: float | None,
+        on_arrival: Callable[[], None] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
@@ -107,6 +115,8 @@ class ExtensionClient:
                 sock, reader = self._connection(timeout)
                 sock.settimeout(timeout)
                 sock.sendall(message)
+                if on_arrival is not None and reader.peek(1):  # blocks until bytes arrive
+                    on_arrival()
                 status, persistent, answer_headers, data = _read_answer(reader)
             except (_StaleConnectionError, BrokenPipeError, ConnectionResetError):
                 self.close()

@@ -183,17 +183,20 @@ ACCOUNTED = {
     "lambda_observability": "the layer",
     "aws_lambda_powertools": "Powertools Logger (kept, issue 10); Powertools' package `__init__` "
     "also imports its Metrics and Tracer modules",
-    "jmespath": "Powertools Logger (correlation id paths)",
+    "jmespath": "Powertools Logger's module imports it (correlation id paths); the layer sets "
+    "the correlation id from its own reading of the event",
     "botocore": "`botocore/__init__` only, for Powertools' user agent; no session, no client",
     "prometheus_client": "prometheus-client (kept): the counter and histogram a response updates",
-    "prometheus_client.exposition": "prometheus-client's own `__init__` imports it (the push, "
-    "http.server, wsgiref): unavoidable while the metrics are prometheus-client objects",
+    "prometheus_client.exposition": "the push only: `metrics.py` loads prometheus-client's "
+    "metric modules without the package `__init__`, which imports this one",
     "prometheus_client.decorator": "prometheus-client's metrics (its timing decorators)",
     "opentelemetry": "the OpenTelemetry API and SDK (kept): the invocation's SERVER span",
     "opentelemetry.baggage": "the W3C baggage propagator (OTEL_PROPAGATORS)",
     "opentelemetry.trace.propagation": "the W3C trace-context propagator (OTEL_PROPAGATORS)",
-    "http.client": "the layer's Extensions API client (async mode registers at init); also "
-    "prometheus-client's exposition",
+    "http.client": "the layer's HTTP client for exports, on first use (the Extensions API "
+    "client speaks HTTP/1.1 itself)",
+    "psutil": "optional in `opentelemetry.sdk.resources`; installed here by the dev "
+    "requirements, not by the layer's, so it is not in the image",
     "uuid": "the environment's instance id (grouping key, service.instance.id)",
     "typing_extensions": "Powertools and OpenTelemetry",
     "json": "events and answers",
@@ -301,9 +304,11 @@ def markdown(results: list[dict[str, Any]], sizes: dict[str, Any], top: int) -> 
             "",
             "The same median run. Imported only when first used, after the response in async mode "
             "(a test fails if any is loaded earlier, `tests/unit/test_cold_imports.py`): the OTLP "
-            "exporter and protobuf, the layer's HTTP client, boto3 and Powertools' parameters "
-            "(the Pushgateway secret), `opentelemetry.propagate` and `importlib.metadata`; never: "
-            "Powertools' event handler, asyncio, requests.",
+            "exporter and protobuf, the layer's HTTP client with `http.client`, `email` and `ssl`, "
+            "prometheus-client's exposition with `http.server`, `wsgiref` and `urllib.request`, "
+            "boto3 and Powertools' parameters (the Pushgateway secret), "
+            "`opentelemetry.propagate` and `importlib.metadata`; never: Powertools' event "
+            "handler, asyncio, requests.",
             "",
             "| module | cumulative ms | imported by | why before the first response |",
             "|---|---:|---|---|",

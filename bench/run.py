@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import importtime, percall, report
+from bench import importtime, inenv, percall, report
 from bench.configs import CONFIGS, DELAYS_MS, REPO, RESULTS, Config
 from bench.driver import FaultProxyProcess, LocalRT, clean_env
 from bench.measure import Budget, ColdSample, WarmResult, cold_start, summary, warm
@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_importtime:
         importtime.main(["--out", str(out)])
         percall.main(["--out", str(out)])
+        inenv.main(["--out", str(out)])
     return 0
 
 

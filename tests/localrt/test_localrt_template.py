@@ -248,6 +248,7 @@ def test_sam_cli_reads_the_template(tmp_path: Path) -> None:
             "BareFunction",
             "OursSyncFunction",
             "OursAsyncFunction",
+            "OursTimedFunction",
             "OtelInstrumentationFunction",
             "OtelLiteSyncFunction",
             "OtelLiteAsyncFunction",

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from bench import fresh
 from bench.configs import BENCH_DIR, REPO, RESULTS
 
 _CHILD = r"""
 import json, os, sys, time
+from bench.fresh import lambda_context
 
 calls, repeats = int(sys.argv[1]), int(sys.argv[2])
 import app, health
@@ -39,20 +39,9 @@ logger.registered_handler.setStream(open(os.devnull, "w"))
 event = json.load(open(os.environ["BENCH_EVENT"]))
 
 
-class Context:
-    aws_request_id = "0f1e2d3c-0000-4000-8000-000000000001"
-    function_name = "healthz"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:healthz"
-    log_group_name = "/aws/lambda/healthz"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self):
-        return 3000
+context = lambda_context()
 
 
-context = Context()
 state = instrumentation()
 tracer = state.tracing.tracer
 function = app.handler.__wrapped__.__wrapped__  # without Powertools' and the layer's wrappers
@@ -115,32 +104,21 @@ print(json.dumps(best))
 
 
 def measure(calls: int, repeats: int, event: Path) -> dict[str, float]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join(
-            [
-                str(REPO / "functions" / "healthz"),
-                str(REPO / "layers" / "observability" / "python"),
-                str(BENCH_DIR / "functions" / "health" / "python"),
-            ]
-        ),
-        "AWS_LAMBDA_FUNCTION_NAME": "healthz",
-        "AWS_REGION": "eu-west-1",
-        "POWERTOOLS_SERVICE_NAME": "healthz",
-        "OTEL_PROPAGATORS": "tracecontext,baggage",
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OBSERVABILITY_EXPORT_MODE": "sync",
-        "BENCH_EVENT": str(event),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(calls), str(repeats)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
+    out = fresh.run(
+        _CHILD,
+        REPO / "functions" / "healthz",
+        [str(calls), str(repeats)],
+        {
+            "POWERTOOLS_SERVICE_NAME": "healthz",
+            "OTEL_PROPAGATORS": "tracecontext,baggage",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OBSERVABILITY_EXPORT_MODE": "sync",
+            "BENCH_EVENT": str(event),
+        },
+        extra_paths=[BENCH_DIR / "functions" / "health" / "python"],
         timeout=600,
-    ).stdout
+    )
     result: dict[str, float] = json.loads(out.splitlines()[-1])
     return result
 

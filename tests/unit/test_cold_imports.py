@@ -9,12 +9,10 @@ start when it was imported early; bench/results/importtime.md accounts for what 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from bench import fresh
 from tests.conftest import ROOT
 from tests.unit.test_extension_client import REGISTERED, Reply, ScriptedApi
 
@@ -46,26 +44,18 @@ NOT_BEFORE_THE_FIRST_RESPONSE = (
 )
 
 _SCRIPT = """
-import json, sys
+import json, sys, time
 import app
+from bench.fresh import lambda_context
 from lambda_observability.instrument import instrumentation
 
-class Context:
-    aws_request_id = "0f1e2d3c-0000-4000-8000-000000000001"
-    function_name = "healthz"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:healthz"
-    log_group_name = "/aws/lambda/healthz"
-    log_stream_name = "stream"
-    def get_remaining_time_in_millis(self):
-        return 3000
+context = lambda_context()
 
 seen = []
 # The export step comes after the response (async mode) or just before returning it (sync):
 # what is loaded when it starts is what the response needed.
 instrumentation().flush.after_invocation = lambda *args: seen.append(sorted(sys.modules))
-response = app.handler(json.load(open(sys.argv[1])), Context())
+response = app.handler(json.load(open(sys.argv[1])), context)
 print(json.dumps({"status": response["statusCode"], "modules": seen[0]}))
 """
 
@@ -75,13 +65,7 @@ print(json.dumps({"status": response["statusCode"], "modules": seen[0]}))
 def test_first_response_imports_nothing_it_does_not_need(event: str, mode: str) -> None:
     # async: the extension registers with an Extensions API at cold start, as on Lambda.
     api = ScriptedApi([Reply(REGISTERED), Reply(b"", silent=True)]) if mode == "async" else None
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "functions/healthz"), str(ROOT / "layers/observability/python")]
-        ),
-        "AWS_LAMBDA_FUNCTION_NAME": "healthz",
-        "AWS_REGION": "eu-west-1",
+    variables = {
         "POWERTOOLS_SERVICE_NAME": "healthz",
         # Every backend configured, as deployed: exporters exist, but are built on first use.
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
@@ -92,15 +76,8 @@ def test_first_response_imports_nothing_it_does_not_need(event: str, mode: str) 
         "OBSERVABILITY_EXPORT_MODE": mode,
     }
     if api is not None:
-        env["AWS_LAMBDA_RUNTIME_API"] = api.address
-    out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(ROOT / "events" / event)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+        variables["AWS_LAMBDA_RUNTIME_API"] = api.address
+    out = fresh.run(_SCRIPT, ROOT / "functions/healthz", [str(ROOT / "events" / event)], variables)
     result = json.loads(out.splitlines()[-1])
     assert result["status"] == 200
     if api is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ def ok(body: bytes = EVENT_BODY, extra: bytes = b"") -> bytes:
 class Reply:
     data: bytes
     close_after: bool = False  # close the connection once sent (no Connection: close header)
+    reset_after: bool = False  # then reset it (RST) instead of closing it
     byte_by_byte: bool = False
     silent: bool = False  # read the request, never answer
 
@@ -87,6 +89,9 @@ class ScriptedApi:
                         conn.sendall(bytes([byte]))
                 else:
                     conn.sendall(reply.data)
+                if reply.reset_after:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
                 if reply.close_after:
                     return
 
@@ -187,7 +192,17 @@ def test_answer_framed_by_the_end_of_the_connection(api_factory: type[ScriptedAp
         (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP answer"),
         (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}", "middle of an answer"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "out of range"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "malformed length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}", "malformed length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0_2\r\n\r\n{}", "malformed length"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+            "malformed length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 2\r\n\r\n{}XXXXXXX",
+            "conflicting Content-Length",
+        ),
         (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "malformed length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX", "CRLF"),
@@ -201,6 +216,10 @@ def test_answer_framed_by_the_end_of_the_connection(api_factory: type[ScriptedAp
         "header",
         "short-body",
         "negative-length",
+        "signed-length",
+        "underscore-length",
+        "hex-prefixed-chunk",
+        "two-lengths",
         "bad-length",
         "bad-chunk-size",
         "chunk-without-crlf",
@@ -240,3 +259,46 @@ def test_register_times_out(api_factory: type[ScriptedApi]) -> None:
 def test_next_event_before_register_is_refused() -> None:
     with pytest.raises(ExtensionError, match="not registered"):
         ExtensionClient("127.0.0.1:9").next_event()
+
+
+def test_a_reset_in_the_middle_of_an_answer_is_not_retried(api_factory: type[ScriptedApi]) -> None:
+    """Part of the event came back: the API handed it out, and asking again would skip it."""
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{" + b" " * 20
+    api = api_factory([Reply(REGISTERED), Reply(partial, reset_after=True), Reply(ok())])
+    client = registered(api)
+    with pytest.raises(ExtensionError, match="middle of an answer"):
+        client.next_event()
+    assert len(api.requests) == 2  # register and one /next: no second /next behind its back
+
+
+def test_interim_and_bodyless_answers(api_factory: type[ScriptedApi]) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    no_content = b"HTTP/1.1 204 No Content\r\n\r\n"
+    api = api_factory([Reply(interim + REGISTERED), Reply(no_content), Reply(ok())])
+    client = registered(api)
+    started = time.monotonic()
+    with pytest.raises(ExtensionError, match="answered 204"):
+        client.next_event()  # a 204 has no body: nothing to wait for
+    assert time.monotonic() - started < 1.0
+    assert client.next_event() == EVENT
+    assert api.connections == 1
+
+
+def test_folded_and_repeated_equal_headers_are_read(api_factory: type[ScriptedApi]) -> None:
+    answer = ok(extra=b"X-Folded: one\r\n two\r\nContent-Length: %d\r\n" % len(EVENT_BODY))
+    api = api_factory([Reply(REGISTERED), Reply(answer), Reply(ok())])
+    client = registered(api)
+    assert client.next_event() == EVENT
+    assert client.next_event() == EVENT  # in step: the body was read to its one length
+
+
+def test_on_arrival_runs_for_a_200_only(api_factory: type[ScriptedApi]) -> None:
+    error = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"
+    api = api_factory([Reply(REGISTERED), Reply(error), Reply(ok())])
+    client = registered(api)
+    arrivals: list[float] = []
+    with pytest.raises(ExtensionError, match="answered 500"):
+        client.next_event(lambda: arrivals.append(time.monotonic()))
+    assert arrivals == []  # an error answer does not wait for any handler
+    assert client.next_event(lambda: arrivals.append(time.monotonic())) == EVENT
+    assert len(arrivals) == 1

@@ -290,3 +290,39 @@ def test_a_raising_handler_records_its_exception_once_and_leaves_no_current_span
     assert span.status.status_code is StatusCode.ERROR
     assert dict(span.attributes or {})["http.response.status_code"] == 500
     assert not trace.get_current_span().get_span_context().is_valid  # detached afterwards
+
+
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_a_failing_span_processor_still_ends_the_invocation_cleanly(
+    context: FakeLambdaContext, spans: SpanCapture, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The extension must hear that the handler ended (else the invocation runs to its
+    deadline), and no span or event reading may leak into the next invocation."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from lambda_observability import http_event
+    from lambda_observability.instrument import instrumentation
+
+    class Failing(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if where == "start":
+                raise RuntimeError("on_start failed")
+
+        def on_end(self, span: Any) -> None:
+            if where == "end":
+                raise RuntimeError("on_end failed")
+
+    state = instrumentation()
+    ended: list[str] = []
+    monkeypatch.setattr(state.flush, "after_invocation", lambda rid, left: ended.append(rid))
+    processors = state.tracing.provider._active_span_processor
+    monkeypatch.setattr(processors, "_span_processors", (*processors._span_processors, Failing()))
+    event = load_event("rest-get.json")
+    with pytest.raises(RuntimeError, match=f"on_{where} failed"):
+        invoke(event, context)
+    assert ended == [context.aws_request_id]
+    assert not trace.get_current_span().get_span_context().is_valid
+    # Not left remembered: a reading now is a fresh one, without the function's routes.
+    request = http_event.current(event)
+    assert request is not None and request.matched_route is None

@@ -64,9 +64,10 @@ class ExtensionClient:
     def next_event(self, on_arrival: Callable[[], None] | None = None) -> dict[str, Any]:
         """Block until the next event: this also tells Lambda the previous one is done.
 
-        ``on_arrival`` runs once the answer has started to arrive, before it is read: an
-        INVOKE reaches the extension as the handler starts, and this is the caller's chance to
-        wait for the handler before spending the GIL on parsing.
+        ``on_arrival`` runs once a 200 answer has started to arrive (its status line is in),
+        before the rest is read: an INVOKE reaches the extension as the handler starts, and
+        this is the caller's chance to wait for the handler before spending the GIL on parsing.
+        It must not raise: the event it precedes would be lost.
         """
         if self._identifier is None:
             raise ExtensionError("not registered")
@@ -108,17 +109,22 @@ class ExtensionClient:
         if body is not None:
             head += f"Content-Length: {len(body)}\r\n"
         message = head.encode("latin-1") + b"\r\n" + (body or b"")
-        # A kept-alive socket may have been closed by the other side: one retry on a new one.
+        # A kept-alive socket may have been closed by the other side: one retry on a new one,
+        # only when no byte of the answer came back (else the API may have handed out an event).
         for attempt in (1, 2):
             reused = self._sock is not None
             try:
                 sock, reader = self._connection(timeout)
                 sock.settimeout(timeout)
-                sock.sendall(message)
-                if on_arrival is not None and reader.peek(1):  # blocks until bytes arrive
-                    on_arrival()
-                status, persistent, answer_headers, data = _read_answer(reader)
-            except (_StaleConnectionError, BrokenPipeError, ConnectionResetError):
+                try:
+                    sock.sendall(message)
+                    started = reader.peek(1)  # blocks until the answer starts, or the end
+                except (BrokenPipeError, ConnectionResetError):
+                    started = b""
+                if not started:
+                    raise _StaleConnectionError("connection closed before the answer")
+                status, persistent, answer_headers, data = _read_answer(reader, on_arrival)
+            except _StaleConnectionError:
                 self.close()
                 if attempt == 2 or not reused:
                     raise
@@ -139,35 +145,66 @@ class ExtensionClient:
         return self._sock, self._reader
 
 
-def _read_answer(reader: io.BufferedReader) -> tuple[int, bool, dict[str, str], bytes]:
-    """Status, whether the connection stays open, headers (names lower-cased) and body."""
-    status_line = reader.readline(_MAX_LINE + 1)
-    if not status_line:
-        raise _StaleConnectionError("connection closed before the answer")
-    version, _, rest = status_line.decode("latin-1").partition(" ")
+def _read_answer(
+    reader: io.BufferedReader, on_arrival: Callable[[], None] | None = None
+) -> tuple[int, bool, dict[str, str], bytes]:
+    """Status, whether the connection stays open, headers (names lower-cased) and body.
+
+    ``on_arrival`` runs once a 200 status line is in, before the rest is read.
+    """
+    try:
+        while True:
+            version, code = _status_line(reader)
+            if code == 200 and on_arrival is not None:
+                on_arrival()
+            headers = _headers(reader)
+            if not 100 <= code < 200:
+                break  # an interim answer (100 Continue) is followed by the real one
+        persistent = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if code in (204, 304):
+            body = b""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = _read_chunked(reader)
+        elif "content-length" in headers:
+            body = _exactly(reader, _number(headers["content-length"], 10))
+        else:  # framed by the end of the connection
+            body, persistent = reader.read(_MAX_BODY + 1), False
+            if len(body) > _MAX_BODY:
+                raise ExtensionError("answer too large")
+    except ConnectionResetError:
+        raise ExtensionError("connection reset in the middle of an answer") from None
+    return code, persistent, headers, body
+
+
+def _status_line(reader: io.BufferedReader) -> tuple[str, int]:
+    line = _line(reader)
+    version, _, rest = line.decode("latin-1").partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ExtensionError(f"not an HTTP answer: {status_line[:80]!r}")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdecimal():
+        raise ExtensionError(f"not an HTTP answer: {line[:80]!r}")
+    return version, int(code)
+
+
+def _headers(reader: io.BufferedReader) -> dict[str, str]:
     headers: dict[str, str] = {}
+    name = ""
     while True:
         line = _line(reader)
         if line in (b"\r\n", b"\n"):
-            break
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon:
+            return headers
+        text = line.decode("latin-1")
+        if text[:1] in (" ", "\t") and name:  # an obsolete folded continuation (RFC 9112 5.2)
+            headers[name] += " " + text.strip()
+            continue
+        name, colon, value = text.partition(":")
+        name = name.strip().lower()
+        if not colon or not name:
             raise ExtensionError(f"malformed header line: {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    persistent = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _read_chunked(reader)
-    elif "content-length" in headers:
-        length = _number(headers["content-length"], 10)
-        body = _exactly(reader, length)
-    else:  # framed by the end of the connection
-        body, persistent = reader.read(_MAX_BODY + 1), False
-        if len(body) > _MAX_BODY:
-            raise ExtensionError("answer too large")
-    return int(code), persistent, headers, body
+        value = value.strip()
+        if name == "content-length" and headers.get(name, value) != value:
+            # Two lengths: the answer's end is unknown, and so is where the next one starts.
+            raise ExtensionError("conflicting Content-Length headers")
+        headers[name] = value
 
 
 def _read_chunked(reader: io.BufferedReader) -> bytes:
@@ -197,11 +234,13 @@ def _line(reader: io.BufferedReader) -> bytes:
 
 
 def _number(text: str, base: int) -> int:
-    try:
-        value = int(text.strip(), base)
-    except ValueError:
-        raise ExtensionError(f"malformed length {text[:20]!r}") from None
-    if not 0 <= value <= _MAX_BODY:
+    digits = text.strip()
+    allowed = "0123456789" if base == 10 else "0123456789abcdefABCDEF"
+    # Plain digits only: int() would also take "+2", "0_2" or "0x2".
+    if not digits or any(c not in allowed for c in digits):
+        raise ExtensionError(f"malformed length {text[:20]!r}")
+    value = int(digits, base)
+    if value > _MAX_BODY:
         raise ExtensionError(f"length out of range: {value}")
     return value
 

@@ -197,15 +197,15 @@ def current(event: object, routes: Collection[str] = _NO_ROUTES) -> HttpRequest 
     return parse(event, routes)
 
 
-_Remembered = Token[tuple[object, HttpRequest | None] | None]
+Remembered = Token[tuple[object, HttpRequest | None] | None]
 
 
-def remember(event: object, request: HttpRequest | None) -> _Remembered:
+def remember(event: object, request: HttpRequest | None) -> Remembered:
     """Make ``request`` the reading of ``event`` until ``forget``."""
     return _CURRENT.set((event, request))
 
 
-def forget(token: _Remembered) -> None:
+def forget(token: Remembered) -> None:
     _CURRENT.reset(token)
 
 

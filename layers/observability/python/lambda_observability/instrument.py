@@ -6,12 +6,13 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Collection
+from contextvars import Token
 from typing import Any, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from . import http_event
 from .config import Settings
@@ -64,15 +65,18 @@ class Instrumentation:
         # The span is made current by hand rather than by start_as_current_span, whose two
         # generator-based context managers are per-call work with nothing to show for it; and
         # the exception is recorded once, below, not a second time on the way out.
-        span = self.tracing.tracer.start_span(
-            _span_name(request, context),
-            context=_parent_context(request),
-            kind=SpanKind.SERVER,
-            attributes=_span_attributes(request, context, cold),
-        )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        remembered = http_event.remember(event, request)
+        span: Span | None = None
+        token: Token[Context] | None = None
+        remembered: http_event.Remembered | None = None
         try:
+            span = self.tracing.tracer.start_span(
+                _span_name(request, context),
+                context=_parent_context(request),
+                kind=SpanKind.SERVER,
+                attributes=_span_attributes(request, context, cold),
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+            remembered = http_event.remember(event, request)
             if request is not None:
                 logger.append_keys(
                     correlation_id=request.request_id,
@@ -96,12 +100,22 @@ class Instrumentation:
                 self._record(span, request, status, duration)
             return response
         finally:
-            otel_context.detach(token)
-            span.end()
-            http_event.forget(remembered)
-            self.flush.after_invocation(
-                str(getattr(context, "aws_request_id", "")), _remaining_seconds(context)
-            )
+            # Each step runs even if the one before raised (a span processor's on_end, say):
+            # the extension must hear that the handler ended, or the invocation runs to its
+            # deadline.
+            try:
+                if token is not None:
+                    otel_context.detach(token)
+                if span is not None:
+                    span.end()
+            finally:
+                try:
+                    if remembered is not None:
+                        http_event.forget(remembered)
+                finally:
+                    self.flush.after_invocation(
+                        str(getattr(context, "aws_request_id", "")), _remaining_seconds(context)
+                    )
 
     def _record(
         self, span: Any, request: http_event.HttpRequest | None, status: int | None, duration: float

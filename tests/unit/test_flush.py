@@ -253,3 +253,61 @@ def test_dropped_spans_are_logged_rate_limited_and_counted(logs: LogCapture) -> 
     assert warning["level"] == "WARNING"
     assert warning["dropped_since_last_warning"] == 3
     assert warning["dropped_total"] == before + 3
+
+
+_SLOW_PUSH_IMPORT = """
+import importlib.abc, json, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class SlowImport(importlib.abc.MetaPathFinder):
+    # A small Lambda's share of a CPU: loading the push code takes longer than the push may.
+    def find_spec(self, name, path, target=None):
+        if name == "prometheus_client.exposition":
+            time.sleep(0.4)
+        return None
+
+sys.meta_path.insert(0, SlowImport())
+puts = []
+
+class Gateway(BaseHTTPRequestHandler):
+    def do_PUT(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        puts.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Gateway)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+import app
+from bench.fresh import lambda_context
+from lambda_observability.failures import reporter
+response = app.handler(json.load(open(sys.argv[1])), lambda_context())  # sync: exports first
+state = reporter.states().get("pushgateway")
+failure = state.failure_kind if state else "not tried"
+print(json.dumps({"status": response["statusCode"], "puts": len(puts), "failure": failure}))
+"""
+
+
+def test_the_push_deadline_bounds_the_network_not_the_import_of_the_push_code() -> None:
+    """The push code loads on the first export (after the response in async mode); its
+    timeout starts once it is loaded, else a slow first import fails every cold start's push."""
+    from bench import fresh
+    from tests.conftest import ROOT
+
+    port = free_port()
+    out = fresh.run(
+        _SLOW_PUSH_IMPORT,
+        ROOT / "functions/healthz",
+        [str(ROOT / "events/rest-get.json"), str(port)],
+        {
+            "OBSERVABILITY_EXPORT_MODE": "sync",
+            "OTEL_TRACES_EXPORTER": "none",
+            "PUSHGATEWAY_URL": f"http://127.0.0.1:{port}",
+            "PUSHGATEWAY_TIMEOUT_SECONDS": "0.2",
+        },
+    )
+    assert json.loads(out.splitlines()[-1]) == {"status": 200, "puts": 1, "failure": None}

@@ -31,7 +31,7 @@ from .config import Settings
 from .extension import ExtensionClient
 from .failures import FailureReporter
 from .logs import logger
-from .metrics import SPANS_DROPPED, push, total
+from .metrics import SPANS_DROPPED, push, push_code, total
 from .secrets import BasicAuthSecret
 from .shutdown import install as install_sigterm_flush
 from .tracing import Tracing
@@ -117,6 +117,7 @@ class Exporter:
         if not self._settings.pushgateway_url:
             self._export_spans(deadline, final)
             return
+        push_code()  # loaded (once) before the push's deadline starts
         # Both backends at once: the invocation pays the slower of the two, not their sum.
         # The thread ends by the deadline, as every backend call does.
         push_deadline = min(deadline, time.monotonic() + self._settings.pushgateway_timeout)

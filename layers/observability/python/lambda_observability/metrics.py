@@ -27,8 +27,8 @@ import importlib.util
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 
 def _defer_package_init(name: str = "prometheus_client") -> None:
@@ -83,6 +83,9 @@ from prometheus_client.metrics import (  # noqa: E402  (after the deferral above
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 
 from .config import pushgateway_urls  # noqa: E402
+
+if TYPE_CHECKING:
+    from .http_client import PushHandler
 
 # Read when a registry is collected, so this covers the function's own metrics too
 # (prometheus-client leaves the function unannotated).
@@ -157,6 +160,21 @@ def gateway_for(urls: Sequence[str], instance: str = INSTANCE_ID) -> str:
     return urls[int.from_bytes(digest[:8], "big") % len(urls)]
 
 
+def push_code() -> tuple[Callable[..., None], Callable[..., PushHandler]]:
+    """prometheus-client's push and the layer's handler for it.
+
+    Imported on first use, not at cold start: a push comes after the response in async mode.
+    Callers load it before a push's deadline starts (``Exporter.export``), so that the
+    deadline bounds the network and not an import of tens of milliseconds, more on a small
+    Lambda's share of a CPU.
+    """
+    from prometheus_client.exposition import push_to_gateway
+
+    from .http_client import push_handler
+
+    return push_to_gateway, push_handler
+
+
 def push(
     url: str,
     job: str,
@@ -172,11 +190,7 @@ def push(
     which ``gateway_for`` picks one. ``registry`` and ``instance`` default to this
     environment's; the scale benchmark passes its simulated environments' own.
     """
-    # Imported here, not at cold start: the push code is needed only after a response.
-    from prometheus_client.exposition import push_to_gateway
-
-    from .http_client import push_handler
-
+    push_to_gateway, push_handler = push_code()
     push_to_gateway(
         gateway_for(pushgateway_urls(url), instance),
         job=job,

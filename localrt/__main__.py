@@ -49,8 +49,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument(
             "--grace-seconds",
             type=float,
-            default=2.0,
-            help="SIGTERM -> SIGKILL delay on stop (default 2)",
+            default=None,
+            help="SIGTERM -> SIGKILL delay on stop (default 2, on LMI 0.6)",
+        )
+        p.add_argument(
+            "--max-concurrency",
+            type=int,
+            default=None,
+            metavar="N",
+            help="run as Lambda Managed Instances with N workers per environment (default: "
+            "the template's CapacityProviderConfig.PerExecutionEnvironmentMaxConcurrency, "
+            "if any; else on-demand)",
         )
         p.add_argument(
             "--no-freeze",
@@ -87,11 +96,15 @@ def build_settings(args: argparse.Namespace) -> RuntimeSettings:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     spec: FunctionSpec = read_function(args.template, args.function, region)
     env_file = load_env_vars_file(args.env_vars, spec) if args.env_vars else None
+    max_concurrency = args.max_concurrency or spec.max_concurrency
+    if args.max_concurrency is not None and args.max_concurrency < 1:
+        raise TemplateError("--max-concurrency must be >= 1")
     return RuntimeSettings(
         spec=spec,
         variables=function_variables(spec, env_file),
         region=region,
         freeze=args.freeze,
+        max_concurrency=max_concurrency,
     )
 
 
@@ -130,13 +143,18 @@ def start_api(args: argparse.Namespace) -> int:
             kind,
         )
     LOG.info(
-        "handler %s, code %s, timeout %ss, memory %s MB, concurrency %s, freeze %s",
+        "handler %s, code %s, timeout %ss, memory %s MB, concurrency %s, %s",
         spec.handler,
         spec.code_dir,
         spec.timeout,
         spec.memory_size,
         args.concurrency,
-        "on" if settings.freeze else "off",
+        (
+            f"Lambda Managed Instances: {settings.max_concurrency} workers per environment, "
+            "never frozen"
+            if settings.lmi
+            else f"on-demand, freeze {'on' if settings.freeze else 'off'}"
+        ),
     )
     LOG.info("listening on %s (stats: %s/__localrt/stats)", base, base)
     try:

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from localrt.freeze import Freezer
+from localrt.lmi import LmiRuntimeApi
 from localrt.runtime_api import Invocation, RuntimeApi
 from localrt.template import DEFAULT_ACCOUNT_ID, FunctionSpec
 from stack.net import is_loopback
@@ -53,6 +56,13 @@ class RuntimeSettings:
     variables: dict[str, str]  # the function's own variables, precedence already applied
     region: str
     freeze: bool = True  # SIGSTOP environments parked in /next, as Lambda freezes them
+    # Lambda Managed Instances: workers per environment (AWS_LAMBDA_MAX_CONCURRENCY); None is
+    # on-demand (classic) Lambda, one event per environment.
+    max_concurrency: int | None = None
+
+    @property
+    def lmi(self) -> bool:
+        return self.max_concurrency is not None
 
     @property
     def function_arn(self) -> str:
@@ -144,6 +154,7 @@ class Environment:
         sink: LogSink,
         on_ready: Callable[[Environment], None],
         on_exit: Callable[[Environment, int], None],
+        on_slot_free: Callable[[Environment, Invocation], None] | None = None,
     ) -> None:
         self.index = index
         self.tag = f"env-{index}"
@@ -160,14 +171,31 @@ class Environment:
         self._sink = sink
         self._on_exit = on_exit
         self.proc: subprocess.Popen[bytes] | None = None
-        self.freezer = Freezer(settings.freeze)
-        self.api = RuntimeApi(
-            settings.spec.function_name,
-            settings.spec.handler,
-            on_ready=lambda: on_ready(self),
-            on_fatal=lambda why: self.kill("crash", why),
-            freezer=self.freezer,
-        )
+        self.terminating = False
+        self._group: dict[int, psutil.Process] = {}  # LMI: the runtime's processes seen
+        # LMI environments are never frozen ("continuously active").
+        self.freezer = Freezer(settings.freeze and not settings.lmi)
+        self.api: RuntimeApi
+        if settings.max_concurrency is not None:
+            slot_free = on_slot_free or (lambda _env, _inv: None)
+            self.lmi_api: LmiRuntimeApi | None = LmiRuntimeApi(
+                settings.spec.function_name,
+                settings.spec.handler,
+                settings.max_concurrency,
+                on_ready=lambda: on_ready(self),
+                on_fatal=lambda why: self.kill("crash", why),
+                on_slot_free=lambda inv: slot_free(self, inv),
+            )
+            self.api = self.lmi_api
+        else:
+            self.lmi_api = None
+            self.api = RuntimeApi(
+                settings.spec.function_name,
+                settings.spec.handler,
+                on_ready=lambda: on_ready(self),
+                on_fatal=lambda why: self.kill("crash", why),
+                freezer=self.freezer,
+            )
 
     @property
     def pid(self) -> int | None:
@@ -191,7 +219,9 @@ class Environment:
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": (
+                    "lambda-managed-instances" if self.settings.lmi else "on-demand"
+                ),
                 "AWS_REGION": region,
                 "AWS_DEFAULT_REGION": region,
                 "LAMBDA_TASK_ROOT": str(spec.code_dir),
@@ -202,6 +232,12 @@ class Environment:
                 "PYTHONPATH": os.pathsep.join(str(p) for p in [spec.code_dir, *spec.layer_dirs]),
             }
         )
+        if self.settings.max_concurrency is not None:
+            # awslambdaric 4 forks this many workers; LMI takes only the JSON log format.
+            env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        else:
+            env.pop("AWS_LAMBDA_MAX_CONCURRENCY", None)  # its presence alone selects LMI
         return env
 
     def start(self) -> None:
@@ -240,6 +276,11 @@ class Environment:
         assert self.proc is not None
         code = self.proc.wait()
         self.freezer.release()  # killed while frozen (not by us): children must not stay stopped
+        if self.settings.lmi:
+            if self.terminating:
+                # SIGTERM ends awslambdaric's parent at once; its workers are still flushing.
+                self.wait_group(self.settings_grace + 1.0)
+            self._signal(signal.SIGKILL)  # no worker outlives its environment
         for reader in readers:  # flush the last lines (a traceback) before reporting the exit
             reader.join(timeout=1.0)
         self.exit_code = code
@@ -264,11 +305,46 @@ class Environment:
 
     def terminate(self) -> None:
         # Lambda thaws the environment before SIGTERM, and it must stay thawed for the flush.
+        self.terminating = True
         self.freezer.release()
+        self.remember_group()
         self._signal(signal.SIGTERM)
 
-    def _signal(self, sig: int) -> None:
+    settings_grace = 0.6  # LMI: the pool sets its grace here before terminate()
+
+    def remember_group(self) -> None:
+        """Note the runtime's processes (awslambdaric and its workers) while they can be found:
+        once the parent is gone its workers are no one's children."""
         if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(self.proc.pid)
+            for proc in [parent, *parent.children(recursive=True)]:
+                self._group.setdefault(proc.pid, proc)
+
+    def group_alive(self) -> list[int]:
+        alive = []
+        for pid, proc in list(self._group.items()):
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        return alive
+
+    def wait_group(self, timeout: float) -> bool:
+        """Wait until every process of the runtime noted so far has exited."""
+        end = time.monotonic() + timeout
+        while self.group_alive():
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        # LMI: the group outlives its leader (awslambdaric's parent) while workers flush; the
+        # group's id stays taken while any member lives, so killpg reaches only them.
+        if self.proc.returncode is not None and not self.settings.lmi:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
@@ -276,11 +352,14 @@ class Environment:
     def wait_exit(self, timeout: float) -> bool:
         if self.proc is None:
             return True
+        end = time.monotonic() + timeout
         try:
             self.proc.wait(timeout)
-            return True
         except subprocess.TimeoutExpired:
             return False
+        if self.settings.lmi:  # the parent exits first; its workers may still be flushing
+            return self.wait_group(max(0.0, end - time.monotonic()))
+        return True
 
     def max_rss_mb(self) -> float | None:
         """Peak resident memory (Lambda's "Max Memory Used"), while the process is alive."""
@@ -296,6 +375,30 @@ class Environment:
                 return round(int(line.split()[1]) / 1024, 1)
         return None
 
+    def describe_workers(self) -> list[dict[str, Any]] | None:
+        """LMI: each worker (one per connection to the Runtime API) with its pid and state."""
+        if self.lmi_api is None:
+            return None
+        workers = self.lmi_api.workers()
+        pids = {}
+        if self.exit_code is None:
+            self.remember_group()
+            pids = _worker_pids(self.pid)
+        out = []
+        for worker in workers:
+            if worker.pid is None:
+                worker.pid = pids.get(worker.port)
+            out.append(
+                {
+                    "name": worker.name,
+                    "pid": worker.pid,
+                    "state": worker.state if self.exit_code is None else "dead",
+                    "invocations": worker.invocations,
+                    "request_id": worker.current.request_id if worker.current else None,
+                }
+            )
+        return out
+
     def describe(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
@@ -306,12 +409,29 @@ class Environment:
             "started_at": self.started_at,
             "log_stream": self.log_stream,
             "extensions": self.api.extension_names(),
+            "max_concurrency": self.settings.max_concurrency,
+            "workers": self.describe_workers(),
             "max_rss_mb": self.max_rss_mb(),
             "frozen": self.freezer.frozen,
             "frozen_ms": round(self.freezer.frozen_ms, 3),
             "exit_code": self.exit_code,
             "end_reason": self.end_reason,
         }
+
+
+def _worker_pids(root_pid: int | None) -> dict[int, int]:
+    """local TCP port -> pid, for the runtime's processes (each worker keeps one connection)."""
+    found: dict[int, int] = {}
+    if root_pid is None:
+        return found
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(root_pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                for conn in proc.net_connections(kind="tcp"):
+                    if conn.laddr:
+                        found.setdefault(conn.laddr.port, proc.pid)
+    return found
 
 
 def _round(value: float | None) -> float | None:

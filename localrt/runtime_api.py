@@ -58,6 +58,8 @@ class Invocation:
     t_dispatch: float = 0.0
     t_response: float | None = None  # when the runtime posted its result
     t_ready: float | None = None  # when the environment was ready for the next event
+    cold: bool = False  # LMI: the first event of its worker (each worker imports the handler)
+    worker: str | None = None  # LMI: which worker took it
 
     def finish(self, outcome: str, body: bytes, error_type: str | None = None) -> bool:
         """First outcome wins (a late /response after a timeout is ignored)."""
@@ -223,7 +225,7 @@ class RuntimeApi:
 
     # ---- request handlers ------------------------------------------------------------
 
-    def runtime_next(self) -> Invocation | None:
+    def runtime_next(self, conn: object = None) -> Invocation | None:
         with self._cond:
             if self.t_first_next is None:
                 self.t_first_next = time.monotonic()
@@ -249,6 +251,11 @@ class RuntimeApi:
                 "errorMessage": "Invalid request ID",
                 "errorType": "InvalidRequestID",
             }
+        return self._finish_result(inv, kind, body, error_type)
+
+    def _finish_result(
+        self, inv: Invocation, kind: str, body: bytes, error_type: str | None
+    ) -> tuple[int, dict[str, str]]:
         if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
             msg = (
                 f"Response payload size ({len(body)} bytes) exceeded maximum allowed"
@@ -399,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         path = self.path.split("?", 1)[0]
         if path == RUNTIME_PREFIX + "/invocation/next":
-            inv = api.runtime_next()
+            inv = api.runtime_next(self)
             if inv is None:
                 self._send(
                     HTTPStatus.INTERNAL_SERVER_ERROR,

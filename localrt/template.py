@@ -78,6 +78,9 @@ class FunctionSpec:
     routes: list[RouteSpec] = field(default_factory=list)
     binary_media_types: list[str] = field(default_factory=list)
     package_type: str = "Zip"
+    # Lambda Managed Instances: workers per execution environment (CapacityProviderConfig's
+    # PerExecutionEnvironmentMaxConcurrency, SAM's default 4); None for on-demand functions.
+    max_concurrency: int | None = None
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -129,6 +132,46 @@ def resolve_variable(resolver: IntrinsicResolver, name: str, value: Any) -> str 
         )
         return None
     return scalar_to_str(resolved)
+
+
+LMI_DEFAULT_MAX_CONCURRENCY = 4  # SAM CLI's default (samcli.lib.providers.provider)
+
+
+def _if_branch(resolver: IntrinsicResolver, value: Any) -> Any:
+    """The chosen branch of an `Fn::If` (its condition evaluated locally), else the value."""
+    while isinstance(value, Mapping) and list(value) == ["Fn::If"]:
+        cond, yes, no = value["Fn::If"]
+        chosen = resolver.intrinsic_property_resolver({"Fn::If": [cond, True, False]}, False)
+        value = yes if chosen else no
+    return value
+
+
+def capacity_max_concurrency(resolver: IntrinsicResolver, config: Any) -> int | None:
+    """Workers per environment of a Lambda Managed Instances function, None if it is not one:
+    CapacityProviderConfig's PerExecutionEnvironmentMaxConcurrency (SAM's or CloudFormation's
+    `LambdaManagedInstancesCapacityProviderConfig` shape), 4 when unset, as `sam local` does."""
+    try:
+        config = _if_branch(resolver, config)
+    except (InvalidIntrinsicException, InvalidSymbolException) as exc:
+        LOG.warning("CapacityProviderConfig: condition has no local value (%s): on-demand", exc)
+        return None
+    if isinstance(config, Mapping) and list(config) == ["Ref"] and config["Ref"] == "AWS::NoValue":
+        return None
+    if not isinstance(config, Mapping) or not config:
+        return None
+    inner = config.get("LambdaManagedInstancesCapacityProviderConfig", config)
+    raw = inner.get("PerExecutionEnvironmentMaxConcurrency") if isinstance(inner, Mapping) else None
+    if raw is None:
+        return LMI_DEFAULT_MAX_CONCURRENCY
+    value = resolve_variable(resolver, "PerExecutionEnvironmentMaxConcurrency", raw)
+    try:
+        workers = int(value) if value is not None else LMI_DEFAULT_MAX_CONCURRENCY
+    except ValueError:
+        LOG.warning("PerExecutionEnvironmentMaxConcurrency %r is not a number: 4", value)
+        workers = LMI_DEFAULT_MAX_CONCURRENCY
+    if workers < 1:
+        raise TemplateError(f"PerExecutionEnvironmentMaxConcurrency must be >= 1, not {workers}")
+    return workers
 
 
 def scalar_to_str(value: Any) -> str:
@@ -286,6 +329,7 @@ def read_function(
         if local is not None:
             variables[name] = local
     routes, binary_types = _routes(function, resources)
+    max_concurrency = capacity_max_concurrency(resolver, properties.get("CapacityProviderConfig"))
     return FunctionSpec(
         logical_id=function.name,
         # an unresolvable FunctionName stays a map: the logical id stands in for it
@@ -300,6 +344,7 @@ def read_function(
         routes=routes,
         binary_media_types=binary_types,
         package_type=str(function.packagetype or "Zip"),
+        max_concurrency=max_concurrency,
     )
 
 

@@ -12,7 +12,7 @@ EVENT ?= events/rest-get.json
 ENV_VARS ?=
 SOAK_SECONDS ?= 60
 
-.PHONY: venv prereqs lock run invoke stack test lint typecheck validate bench bench-scale soak clean
+.PHONY: venv prereqs go-tools lock run invoke stack test lint typecheck validate bench bench-scale soak clean
 
 CHECKOV_VENV := .tools/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
@@ -38,6 +38,12 @@ $(CHECKOV): | $(STAMP)
 prereqs:
 	@$(SHELL) scripts/prereqs.sh
 
+# The Go programs the tests start, built from their manifests in tools/ (the project's
+# OpenTelemetry Collector, the Pushgateway) into .tools/go/, rebuilt when a manifest changes;
+# without Go, one line says what to install.
+go-tools:
+	@$(SHELL) scripts/build-go-tools.sh
+
 # Re-pin after changing a requirements file: the image's lock (hashes, Lambda's platform) and
 # the development lock.
 lock: venv
@@ -55,23 +61,23 @@ invoke: venv
 	$(BIN)/python -m localrt invoke -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
 # A real Pushgateway and Prometheus plus an OTLP receiver, on loopback ports; Ctrl-C stops them.
-stack: prereqs venv
+stack: prereqs go-tools venv
 	$(BIN)/python -m stack up
 
 # Peers side by side under localrt; writes bench/results/latest.{md,png,json}. Not part of `make test`.
-bench: prereqs venv
+bench: prereqs go-tools venv
 	$(BIN)/python -m bench
 	# The export policy: billed time, PUTs and freshness by interval (bench/results/policy.md).
 	$(BIN)/python -m bench.policy
 
 # How far one Pushgateway carries (1,000 to 10,000 groups), about 5 minutes; writes
 # bench/results/scale.{md,json}. Not part of `make test`.
-bench-scale: prereqs venv
+bench-scale: prereqs go-tools venv
 	$(BIN)/python -m bench.scale
 
 # Bounded load (SOAK_SECONDS) through localrt at CONCURRENCY against the real stack; exits 1 on
 # any 5xx, lost count, memory growth or descriptor leak. A 10 s version runs in `make test`.
-soak: prereqs venv
+soak: prereqs go-tools venv
 	$(BIN)/python -m soak --seconds $(SOAK_SECONDS) --concurrency $(CONCURRENCY)
 
 lint: venv
@@ -86,7 +92,7 @@ typecheck: venv
 validate: venv
 	$(BIN)/sam validate --lint
 
-test: prereqs venv lint typecheck
+test: prereqs go-tools venv lint typecheck
 	$(BIN)/python -m pytest
 
 clean:

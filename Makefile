@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONCURRENCY ?= 4
+# Set (e.g. MAX_CONCURRENCY=4) to run as Lambda Managed Instances: N workers per environment.
+MAX_CONCURRENCY ?=
 PORT ?= 3000
 EVENT ?= events/rest-get.json
 ENV_VARS ?=
@@ -55,7 +57,7 @@ lock: venv
 		--output-file requirements-dev.lock requirements-dev.txt
 
 run: venv
-	$(BIN)/python -m localrt start-api --port $(PORT) --concurrency $(CONCURRENCY) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+	$(BIN)/python -m localrt start-api --port $(PORT) --concurrency $(CONCURRENCY) $(if $(MAX_CONCURRENCY),--max-concurrency $(MAX_CONCURRENCY)) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
 invoke: venv
 	$(BIN)/python -m localrt invoke -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))

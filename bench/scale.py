@@ -89,7 +89,7 @@ class _Environment:
                 yield family
 
     def push(self, url: str) -> float:
-        from lambda_observability.metrics import push
+        from lambda_observability.export.pushgateway import push
 
         self.calls += 1
         start = time.perf_counter()
@@ -230,7 +230,7 @@ def _worker(index: int, workers: int, url: str, threads: int, conn: Connection) 
         elif command == "reconnect":
             # After a gateway restart: the kept-alive connections are dead (in Lambda a
             # frozen environment's are, and the first push after it pays a reconnect).
-            from lambda_observability.http_client import close_all
+            from lambda_observability.export.http_client import close_all
 
             close_all()
             conn.send(_Phase())

@@ -31,20 +31,23 @@ import logging
 import os
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prometheus_client.exposition import delete_from_gateway
 
-from lambda_observability.config import pushgateway_urls
-from lambda_observability.http_client import push_handler
+from lambda_observability.config import Gateway, gateways, take_problems
+from lambda_observability.errors import TelemetryError, describe
+from lambda_observability.export import http_client
+from lambda_observability.export.pushgateway import push_handler
 
 DEFAULT_JOB = "healthz"
 DEFAULT_TTL_SECONDS = 3600.0
 # A janitor run must finish well inside its Lambda timeout even if the gateway hangs.
 HTTP_TIMEOUT_SECONDS = 5.0
+# The listing holds every group: about 1 KiB each, 10,000 groups (docs/scaling.md) and room.
+MAX_LISTING_BYTES = 64 * 1024 * 1024
 
 logger = logging.getLogger("pushgateway_janitor")
 
@@ -89,16 +92,44 @@ class Config:
 
     @property
     def urls(self) -> tuple[str, ...]:
-        return pushgateway_urls(self.url)
+        """The gateways' URLs, credentials removed (``gateway`` reads them back)."""
+        return tuple(g.url for g in self.gateways)
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        """The usable entries of ``url`` as written (credentials in them kept for the sweep)."""
+        parts = dict.fromkeys(p.strip() for p in self.url.split(","))
+        usable = tuple(p for p in parts if p and gateways(p))
+        take_problems()
+        return usable
+
+    @property
+    def gateways(self) -> tuple[Gateway, ...]:
+        found = gateways(self.url)
+        for item in take_problems():  # never quotes the URL
+            logger.warning(json.dumps({"message": "configuration value ignored", **item.as_log()}))
+        return found
 
 
 # ---------------------------------------------------------------------------
 # Pushgateway API
 
 
-def _base_url(url: str) -> str:
-    url = url.rstrip("/")
-    return url if "://" in url else f"http://{url}"  # same default as prometheus_client
+def gateway(url: str) -> Gateway:
+    """``url`` read as the layer reads PUSHGATEWAY_URL: its credentials apart from the URL,
+    which is then safe to log."""
+    found = gateways(url)
+    take_problems()
+    if not found:
+        raise JanitorError("not a usable Pushgateway URL (see PUSHGATEWAY_URL in the README)")
+    return found[0]
+
+
+def _auth_headers(auth: tuple[str, str] | None) -> dict[str, str]:
+    if auth is None:
+        return {}
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def _metric_value(group: Mapping[str, Any], name: str) -> float:
@@ -112,17 +143,23 @@ def _metric_value(group: Mapping[str, Any], name: str) -> float:
 def list_groups(
     url: str, auth: tuple[str, str] | None = None, timeout: float = HTTP_TIMEOUT_SECONDS
 ) -> list[Group]:
-    """All groups the gateway holds (`GET /api/v1/metrics`)."""
-    headers = {"Accept": "application/json"}
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    api = f"{_base_url(url)}/api/v1/metrics"
-    req = urllib.request.Request(api, headers=headers)  # noqa: S310 (configured http(s) URL)
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
-        body = json.load(resp)
-    if body.get("status") != "success":
-        raise JanitorError(f"Pushgateway listing failed: {body}")
+    """All groups the gateway holds (`GET /api/v1/metrics`); only a 2xx answer counts (a
+    redirect is an error, not a listing)."""
+    target = gateway(url)
+    headers = {"Accept": "application/json", **_auth_headers(auth or target.credentials)}
+    answer = http_client.request(
+        f"{target.url}/api/v1/metrics",
+        "GET",
+        time.monotonic() + timeout,
+        headers,
+        max_body=MAX_LISTING_BYTES,
+    )
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        raise JanitorError("Pushgateway listing is not JSON") from None
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise JanitorError("Pushgateway listing failed: status is not success")
     return [
         Group(
             labels=dict(g["labels"]),
@@ -142,13 +179,14 @@ def delete_group(
 ) -> None:
     """DELETE /metrics/job/<job>/<label>/<value>...; prometheus_client base64-encodes
     values containing '/' (`instance@base64/...`)."""
+    target = gateway(url)
     grouping_key = {k: v for k, v in labels.items() if k != "job"}
     delete_from_gateway(
-        _base_url(url),
+        target.url,
         job=labels["job"],
         grouping_key=grouping_key,
         timeout=timeout,
-        handler=push_handler(auth),
+        handler=push_handler(auth or target.credentials),
     )
 
 
@@ -182,7 +220,7 @@ def sweep(
             continue
         age = now - group.last_push
         entry = {
-            "gateway": url,
+            "gateway": gateway(url).url,  # never its credentials
             "labels": group.labels,
             "last_push": group.last_push,
             "age_seconds": age,
@@ -193,8 +231,8 @@ def sweep(
         if not dry_run:
             try:
                 delete_group(url, group.labels, auth=auth, timeout=timeout)
-            except OSError as exc:  # urllib errors; keep going with the other groups
-                result.errors.append({**entry, "error": str(exc)})
+            except (OSError, TelemetryError) as exc:  # keep going with the other groups
+                result.errors.append({**entry, "error": describe(exc)})
                 continue
         result.deleted.append(entry)
     return result
@@ -207,7 +245,7 @@ def sweep(
 def load_auth(secret_arn: str) -> tuple[str, str]:
     """Basic-auth credentials from a Secrets Manager JSON secret {"username","password"}."""
     # The observability layer's reader (Powertools Parameters, cached, short timeouts).
-    from lambda_observability.secrets import BasicAuthSecret, SecretError
+    from lambda_observability.export.secrets import BasicAuthSecret, SecretError
 
     try:
         return BasicAuthSecret(secret_arn).credentials()
@@ -249,8 +287,15 @@ def sweep_all(
     for url in urls:
         try:
             result.add(sweep(url, job, ttl_seconds, auth, now, dry_run, timeout))
-        except (OSError, ValueError, JanitorError) as exc:  # unreachable, unreadable listing
-            result.errors.append({"gateway": url, "error": str(exc)})
+        except (
+            OSError,
+            ValueError,
+            JanitorError,
+            TelemetryError,
+        ) as exc:  # unreachable, unreadable
+            shown = gateway(url).url if gateways(url) else "(unusable URL)"
+            take_problems()
+            result.errors.append({"gateway": shown, "error": describe(exc)})
     return result
 
 
@@ -258,7 +303,7 @@ def run(config: Config, now: float | None = None, dry_run: bool = False) -> Swee
     if not config.urls:
         raise JanitorError("PUSHGATEWAY_URL names no gateway")
     auth = load_auth(config.auth_secret_arn) if config.auth_secret_arn else None
-    result = sweep_all(config.urls, config.job, config.ttl_seconds, auth, now, dry_run)
+    result = sweep_all(config.entries, config.job, config.ttl_seconds, auth, now, dry_run)
     logger.info(json.dumps({"message": "pushgateway janitor sweep", **result.to_dict()}))
     return result
 
@@ -304,8 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result = run(config, dry_run=args.dry_run)
-    except (JanitorError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (JanitorError, OSError, TelemetryError) as exc:
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(result.to_dict(), indent=2))
     for error in result.errors:

@@ -199,12 +199,12 @@ def captured() -> Iterator[tuple[io.StringIO, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     tracing = instrumentation().tracing
     tracing.queue.drain()
-    tracing.use_exporter(exporter)
+    instrumentation().spans.use_exporter(exporter)
     try:
         yield stream, exporter
     finally:
         handler.setStream(previous)
-        tracing.use_exporter(None)
+        instrumentation().spans.use_exporter(None)
 
 
 def invoke(event: Any) -> tuple[Any, list[str], list[ReadableSpan]]:

@@ -1,7 +1,7 @@
 """The export policy, proven under Lambda's freeze: nothing lost, fresh, and cheap.
 
 The real function runs in localrt, which freezes idle environments (SIGSTOP) as Lambda does,
-against a real Pushgateway (behind a FaultProxy that counts its PUTs) and the OTLP receiver.
+against a real Pushgateway (behind a FaultProxy that counts its PUTs) and the Collector.
 The interval is short here (``INTERVAL_S``) so that the suite stays short; the mechanism is the
 one every interval uses. The figures at the real defaults are in ``make bench``
 (bench/results/policy.md).

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lambda_observability.config import DEFAULT_PUSH_TIMEOUT_SECONDS
-from lambda_observability.otlp import DEFAULT_TIMEOUT_SECONDS as DEFAULT_OTLP_TIMEOUT_SECONDS
+from lambda_observability.export.otlp import DEFAULT_TIMEOUT_SECONDS as DEFAULT_OTLP_TIMEOUT_SECONDS
 from stack import Stack
 from stack.faultproxy import FaultProxy
 from tests import planted

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from lambda_observability import metrics
-from lambda_observability.config import Settings
-from lambda_observability.failures import FailureReporter
-from lambda_observability.flush import Exporter
+from lambda_observability.config import Settings, gateways
+from lambda_observability.export import Exporter, exporter_for
+from lambda_observability.export.failures import FailureReporter
 from lambda_observability.tracing import Tracing, build_resource
 from tests.faults.campaign import BACKEND_TIMEOUT_S, DNS_HOSTS, OVERHEAD_S
 
@@ -25,15 +25,16 @@ def _failures(backend: str) -> float:
 def _exporter(**settings: str) -> Exporter:
     config = Settings(
         service_name="healthz",
-        pushgateway_url=settings.get("url"),
+        pushgateways=gateways(settings.get("url")),
         pushgateway_job="faults_dns",
         pushgateway_timeout=0.5,
         pushgateway_auth_secret_arn=settings.get("arn"),
         export_mode="sync",
     )
-    tracing = Tracing(build_resource("healthz", None), 8)
-    tracing.use_exporter(None)
-    return Exporter(config, tracing, FailureReporter())
+    tracing = Tracing(build_resource("healthz", None), 8, install_global=False)
+    exporter = exporter_for(config, tracing, FailureReporter())
+    exporter.backends[0].use_exporter(None)  # type: ignore[attr-defined]
+    return exporter
 
 
 @pytest.mark.parametrize("exports", [1, 5])
@@ -42,7 +43,7 @@ def test_pushgateway_dns_failure_counted_per_export(exports: int) -> None:
     before = _failures("pushgateway")
     for _ in range(exports):
         started = time.monotonic()
-        exporter.export(2.5)
+        exporter.export(time.monotonic() + 2.5)
         assert time.monotonic() - started <= BACKEND_TIMEOUT_S["pushgateway"] + OVERHEAD_S
     assert _failures("pushgateway") - before == exports
 
@@ -56,7 +57,7 @@ def test_secrets_dns_failure_counted_and_no_push(monkeypatch: pytest.MonkeyPatch
     exporter = _exporter(url="http://127.0.0.1:9", arn=arn)
     before_secrets, before_push = _failures("secrets"), _failures("pushgateway")
     for _ in range(3):
-        exporter.export(2.5)
+        exporter.export(time.monotonic() + 2.5)
     # The first lookup fails on DNS, the next two wait for the retry interval: all counted, and
     # no push is attempted without credentials.
     assert _failures("secrets") - before_secrets == 3

@@ -15,14 +15,17 @@ _SCRIPT = """
 import logging, sys, time
 # Like awslambdaric, which logs every record of the root logger as a plain-text line.
 logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
-from lambda_observability.tracing import SpanExportError, Tracing, build_resource
+from lambda_observability.export.failures import FailureReporter
+from lambda_observability.export.spans import SpanBackend, SpanExportError
+from lambda_observability.tracing import Tracing, build_resource
 
 tracing = Tracing(build_resource("healthz", None), 16)
+spans = SpanBackend(tracing.queue, FailureReporter())
 for _ in range(5):
     with tracing.tracer.start_as_current_span("x"):
         pass
     try:
-        tracing.export(time.monotonic() + 0.5)
+        spans.send(time.monotonic() + 0.5)
     except SpanExportError as error:
         print("REASON", error)
     else:

@@ -28,7 +28,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from lambda_observability.secrets import RETRY_AFTER_FAILURE_SECONDS
+from lambda_observability.export.secrets import RETRY_AFTER_FAILURE_SECONDS
 from stack import Stack
 from stack.faultproxy import FaultProxy
 from stack.net import free_port

@@ -17,6 +17,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from lambda_observability.errors import TelemetryError
 from stack.components import Pushgateway
 from stack.net import free_port
 from tests.conftest import EVENTS, ROOT
@@ -291,7 +292,7 @@ def test_wrong_credentials_are_contained_and_not_logged(
 
 
 def test_pushes_reuse_one_connection_and_survive_a_dropped_one(pushgateway: Pushgateway) -> None:
-    from lambda_observability.metrics import push
+    from lambda_observability.export.pushgateway import push
     from stack.faultproxy import FaultProxy
 
     with FaultProxy(pushgateway.url) as proxy:
@@ -303,7 +304,7 @@ def test_pushes_reuse_one_connection_and_survive_a_dropped_one(pushgateway: Push
         push(proxy.url, "keepalive", time.monotonic() + 2)  # reconnects instead of failing
         assert proxy.stats()["connections"] == 2
         proxy.status(401)
-        with pytest.raises(OSError, match="401"):
+        with pytest.raises(TelemetryError, match="401"):
             push(proxy.url, "keepalive", time.monotonic() + 2)
     assert len(_groups(pushgateway, job="keepalive")) == 1
 
@@ -314,8 +315,8 @@ def test_a_restart_that_drops_every_idle_connection_costs_no_push(
     """Two kept-alive connections go stale at once: the retry must not take the second."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lambda_observability import http_client
-    from lambda_observability.metrics import push
+    from lambda_observability.export import http_client
+    from lambda_observability.export.pushgateway import push
     from stack.faultproxy import FaultProxy
 
     http_client.close_all()
@@ -336,9 +337,9 @@ def test_a_span_export_failure_is_in_the_same_invocations_push(pushgateway: Push
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from lambda_observability import metrics
-    from lambda_observability.config import Settings
-    from lambda_observability.failures import FailureReporter
-    from lambda_observability.flush import Exporter
+    from lambda_observability.config import Settings, gateways
+    from lambda_observability.export import exporter_for
+    from lambda_observability.export.failures import FailureReporter
     from lambda_observability.instrument import instrumentation
 
     class SlowFailing(InMemorySpanExporter):
@@ -349,12 +350,14 @@ def test_a_span_export_failure_is_in_the_same_invocations_push(pushgateway: Push
     tracing = instrumentation().tracing
     with tracing.tracer.start_as_current_span("lost"):
         pass
-    tracing.use_exporter(SlowFailing())
-    settings = Settings("healthz", pushgateway.url, "failcount", 1.0, None)
+    instrumentation().spans.use_exporter(SlowFailing())
+    settings = Settings("healthz", gateways(pushgateway.url), "failcount", 1.0, None)
     try:
-        Exporter(settings, tracing, FailureReporter()).export(time.monotonic() + 2.0)
+        exporter = exporter_for(settings, tracing, FailureReporter())
+        exporter.backends[0].use_exporter(SlowFailing())  # type: ignore[attr-defined]
+        exporter.export(time.monotonic() + 2.0)
     finally:
-        tracing.use_exporter(None)
+        instrumentation().spans.use_exporter(None)
         tracing.queue.drain()
     local = metrics.value("telemetry_export_failures_total", {"backend": "otlp"})
     (group,) = _groups(pushgateway, job="failcount").values()

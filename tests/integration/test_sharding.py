@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_observability.metrics import gateway_for
+from lambda_observability.export.pushgateway import gateway_for
 from stack.components import Prometheus, Pushgateway
 from tests.integration.direct import run_environment
 

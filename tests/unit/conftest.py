@@ -76,11 +76,11 @@ def spans() -> Iterator[SpanCapture]:
     exporter = InMemorySpanExporter()
     tracing = instrumentation().tracing
     tracing.queue.drain()
-    tracing.use_exporter(exporter)
+    instrumentation().spans.use_exporter(exporter)
     try:
         yield SpanCapture(exporter)
     finally:
-        tracing.use_exporter(None)
+        instrumentation().spans.use_exporter(None)
 
 
 def invoke(event: Any, context: FakeLambdaContext) -> dict[str, Any]:

@@ -22,8 +22,8 @@ NOT_BEFORE_THE_FIRST_RESPONSE = (
     "opentelemetry.proto",
     "google.protobuf",
     "grpc",
-    "lambda_observability.otlp",
-    "lambda_observability.http_client",  # the push and OTLP/HTTP client
+    "lambda_observability.export.otlp",
+    "lambda_observability.export.http_client",  # the push and OTLP/HTTP client
     "boto3",  # Secrets Manager, for the Pushgateway's credentials
     "botocore.session",
     "aws_lambda_powertools.utilities.parameters",

@@ -6,8 +6,10 @@ import itertools
 
 import pytest
 
-from lambda_observability.failures import FailureReporter
-from lambda_observability.flush import GAP_WINDOW, Exporter, ExportPolicy, SyncFlush
+from lambda_observability.export import exporter_for
+from lambda_observability.export.failures import FailureReporter
+from lambda_observability.export.policy import GAP_WINDOW, ExportPolicy
+from lambda_observability.export.sync import SyncFlush
 from lambda_observability.tracing import Tracing, build_resource
 from stack.net import free_port
 from tests.unit.test_flush import FakeClock, _failures, _settings
@@ -68,8 +70,8 @@ def test_an_outage_costs_one_failed_attempt_per_interval() -> None:
     refused = f"http://127.0.0.1:{free_port()}"
     clock = FakeClock()
     tracing = Tracing(build_resource("healthz", None), 16, install_global=False)
-    tracing.use_exporter(None)
-    exporter = Exporter(_settings(refused), tracing, FailureReporter(clock=clock))
+    exporter = exporter_for(_settings(refused), tracing, FailureReporter(clock=clock))
+    exporter.backends[0].use_exporter(None)  # type: ignore[attr-defined]
     flush = SyncFlush(exporter, ExportPolicy(10, 1.0, clock))
     before = _failures("pushgateway")
     for _ in range(600):  # 30 s at 20 calls/s

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from lambda_observability import flush as flush_module
 from lambda_observability import metrics
+from lambda_observability.export import asynchronous
+from lambda_observability.export.asynchronous import AsyncFlush
+from lambda_observability.export.failures import FailureReporter
+from lambda_observability.export.policy import ExportPolicy
 from lambda_observability.extension import ExtensionClient
-from lambda_observability.failures import FailureReporter
-from lambda_observability.flush import AsyncFlush, ExportPolicy
 from tests.localrt.harness import wait_until
 
 
@@ -157,7 +158,7 @@ def test_an_invoke_is_read_only_after_its_handler_ends(
     api: ExtensionsApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The handler runs in this interpreter: parsing its INVOKE meanwhile would take the GIL."""
-    monkeypatch.setattr(flush_module, "PARSE_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(asynchronous, "PARSE_WAIT_SECONDS", 0.5)
     exporter = CountingExporter()
     client = RecordingClient(api.address)
     flush = AsyncFlush(

@@ -15,11 +15,13 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lambda_observability import metrics
-from lambda_observability.config import Settings
-from lambda_observability.failures import FailureReporter
-from lambda_observability.flush import Exporter
+from lambda_observability.config import Settings, gateways
+from lambda_observability.export import Backend, Exporter
+from lambda_observability.export.failures import FailureReporter
+from lambda_observability.export.pushgateway import PushgatewayBackend
+from lambda_observability.export.secrets import BasicAuthSecret, SecretError
+from lambda_observability.export.spans import SpanBackend
 from lambda_observability.instrument import instrumentation
-from lambda_observability.secrets import BasicAuthSecret, SecretError
 from stack.net import free_port
 from tests.unit.conftest import LogCapture
 
@@ -31,11 +33,21 @@ def _failures(backend: str) -> float:
 def _settings(url: str | None, secret_arn: str | None = None) -> Settings:
     return Settings(
         service_name="healthz",
-        pushgateway_url=url,
+        pushgateways=gateways(url),
         pushgateway_job="healthz",
         pushgateway_timeout=0.3,
         pushgateway_auth_secret_arn=secret_arn,
     )
+
+
+def _exporter(
+    settings: Settings, reporter: FailureReporter, spans: Backend | None = None
+) -> Exporter:
+    """The environment's span backend (or ``spans``) and a Pushgateway per ``settings``."""
+    backends: list[Backend] = [spans or instrumentation().spans]
+    if settings.pushgateways:
+        backends.append(PushgatewayBackend(settings, reporter))
+    return Exporter(backends, reporter)
 
 
 @pytest.fixture
@@ -89,9 +101,7 @@ def test_credentials_in_a_url_are_masked_in_warnings(logs: LogCapture) -> None:
 
 
 def test_pushgateway_refusing_is_contained(closed_port: int, logs: LogCapture) -> None:
-    exporter = Exporter(
-        _settings(f"http://127.0.0.1:{closed_port}"), instrumentation().tracing, FailureReporter()
-    )
+    exporter = _exporter(_settings(f"http://127.0.0.1:{closed_port}"), FailureReporter())
     before = _failures("pushgateway")
     exporter.export(time.monotonic() + 2.0)
     assert _failures("pushgateway") == before + 1
@@ -100,9 +110,7 @@ def test_pushgateway_refusing_is_contained(closed_port: int, logs: LogCapture) -
 
 
 def test_pushgateway_blackhole_is_bounded_by_its_timeout(blackhole: int) -> None:
-    exporter = Exporter(
-        _settings(f"http://127.0.0.1:{blackhole}"), instrumentation().tracing, FailureReporter()
-    )
+    exporter = _exporter(_settings(f"http://127.0.0.1:{blackhole}"), FailureReporter())
     before = _failures("pushgateway")
     started = time.monotonic()
     exporter.export(time.monotonic() + 5.0)
@@ -113,9 +121,7 @@ def test_pushgateway_blackhole_is_bounded_by_its_timeout(blackhole: int) -> None
 
 
 def test_push_never_exceeds_the_remaining_budget(blackhole: int) -> None:
-    exporter = Exporter(
-        _settings(f"http://127.0.0.1:{blackhole}"), instrumentation().tracing, FailureReporter()
-    )
+    exporter = _exporter(_settings(f"http://127.0.0.1:{blackhole}"), FailureReporter())
     before = _failures("pushgateway")
     exporter.export(time.monotonic() + 0.0)
     assert _failures("pushgateway") == before + 1  # no time left: not attempted, but counted
@@ -130,19 +136,19 @@ def test_failed_span_export_keeps_spans_for_the_next_export(logs: LogCapture) ->
     tracing.queue.drain()
     with tracing.tracer.start_as_current_span("one"):
         pass
-    tracing.use_exporter(Failing())
+    instrumentation().spans.use_exporter(Failing())
     before = _failures("otlp")
     try:
-        Exporter(_settings(None), tracing, FailureReporter()).export(time.monotonic() + 1.0)
+        _exporter(_settings(None), FailureReporter()).export(time.monotonic() + 1.0)
         assert _failures("otlp") == before + 1
-        assert tracing.pending() == 1
+        assert instrumentation().spans.pending() == 1
         recovered = InMemorySpanExporter()
-        tracing.use_exporter(recovered)
-        Exporter(_settings(None), tracing, FailureReporter()).export(time.monotonic() + 1.0)
+        instrumentation().spans.use_exporter(recovered)
+        _exporter(_settings(None), FailureReporter()).export(time.monotonic() + 1.0)
         assert [span.name for span in recovered.get_finished_spans()] == ["one"]
-        assert tracing.pending() == 0
+        assert instrumentation().spans.pending() == 0
     finally:
-        tracing.use_exporter(None)
+        instrumentation().spans.use_exporter(None)
 
 
 @pytest.fixture
@@ -205,12 +211,11 @@ def test_missing_secret_is_not_retried_on_every_push(aws: None) -> None:
 
 
 def test_secret_failure_skips_the_push_and_is_counted(aws: None, closed_port: int) -> None:
-    exporter = Exporter(
+    exporter = _exporter(
         _settings(
             f"http://127.0.0.1:{closed_port}",
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:absent-AbCdEf",
         ),
-        instrumentation().tracing,
         FailureReporter(),
     )
     before_secrets, before_push = _failures("secrets"), _failures("pushgateway")
@@ -235,10 +240,17 @@ def test_dropped_spans_are_logged_rate_limited_and_counted(logs: LogCapture) -> 
         def export(self, spans: object) -> SpanExportResult:
             return SpanExportResult.FAILURE
 
-    tracing = Tracing(build_resource("healthz", None), queue_size=2)
-    tracing.use_exporter(Failing())
+    tracing = Tracing(
+        build_resource("healthz", None),
+        queue_size=2,
+        on_drop=metrics.SPANS_DROPPED.inc,
+        install_global=False,
+    )
     clock = FakeClock()
-    exporter = Exporter(_settings(None), tracing, FailureReporter(clock=clock))
+    reporter = FailureReporter(clock=clock)
+    spans = SpanBackend(tracing.queue, reporter)
+    spans.use_exporter(Failing())
+    exporter = _exporter(_settings(None), reporter, spans)
     before = metrics.value("otel_spans_dropped_total") or 0.0
     for round_ in range(3):
         for _ in range(5):
@@ -252,7 +264,7 @@ def test_dropped_spans_are_logged_rate_limited_and_counted(logs: LogCapture) -> 
     (warning,) = [line for line in logs.lines() if line["message"].startswith("spans dropped")]
     assert warning["level"] == "WARNING"
     assert warning["dropped_since_last_warning"] == 3
-    assert warning["dropped_total"] == before + 3
+    assert warning["dropped_total"] == 3  # this environment's queue's own total
 
 
 _SLOW_PUSH_IMPORT = """
@@ -284,7 +296,7 @@ server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Gateway)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 import app
 from bench.fresh import lambda_context
-from lambda_observability.failures import reporter
+from lambda_observability.export.failures import reporter
 response = app.handler(json.load(open(sys.argv[1])), lambda_context())  # sync: exports first
 state = reporter.states().get("pushgateway")
 failure = state.failure_kind if state else "not tried"

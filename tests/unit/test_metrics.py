@@ -13,7 +13,8 @@ from collections import Counter
 from prometheus_client.exposition import generate_latest
 
 from lambda_observability import metrics
-from lambda_observability.config import Settings, pushgateway_urls
+from lambda_observability.config import Settings, gateways
+from lambda_observability.export import pushgateway as pushing
 from stack.components import Pushgateway
 from tests.conftest import ROOT
 
@@ -44,7 +45,7 @@ def test_every_push_of_an_environment_has_the_same_instance(pushgateway: Pushgat
     pushes = metrics.counter("instance_test_pushes_total", "Pushes made by this test.")
     for n in range(1, 4):
         pushes.inc()
-        metrics.push(pushgateway.url, "instance-test", time.monotonic() + 5)
+        pushing.push(pushgateway.url, "instance-test", time.monotonic() + 5)
         # Still one group, this environment's: each push replaced it instead of adding one.
         assert _instances(pushgateway, "instance-test") == [metrics.INSTANCE_ID]
         (group,) = [g for g in pushgateway.groups() if g["labels"]["job"] == "instance-test"]
@@ -55,8 +56,9 @@ def test_every_push_of_an_environment_has_the_same_instance(pushgateway: Pushgat
 _COLD_START = """
 import sys, time
 from lambda_observability import metrics
+from lambda_observability.export import pushgateway as pushing
 for _ in range(2):
-    metrics.push(sys.argv[1], "instance-test", time.monotonic() + 5)
+    pushing.push(sys.argv[1], "instance-test", time.monotonic() + 5)
 print(metrics.INSTANCE_ID)
 """
 
@@ -92,17 +94,19 @@ def test_total_reads_one_counter() -> None:
 
 def test_pushgateway_url_takes_a_comma_separated_list() -> None:
     env = {"PUSHGATEWAY_URL": " http://a:9091 ,, http://b:9091,http://a:9091 "}
-    assert pushgateway_urls(env["PUSHGATEWAY_URL"]) == ("http://a:9091", "http://b:9091")
-    assert Settings.from_env(env).pushgateway_url == "http://a:9091,http://b:9091"
-    assert Settings.from_env({"PUSHGATEWAY_URL": " , "}).pushgateway_url is None  # no push
+    urls = tuple(g.url for g in gateways(env["PUSHGATEWAY_URL"]))
+    assert urls == ("http://a:9091", "http://b:9091")
+    assert Settings.from_env(env).pushgateways == gateways(env["PUSHGATEWAY_URL"])
+    assert Settings.from_env({"PUSHGATEWAY_URL": " , "}).pushgateways == ()  # no push
 
 
 def test_each_instance_has_one_gateway_the_same_in_every_process() -> None:
     urls = ("http://a:9091", "http://b:9091", "http://c:9091")
     # Pinned: a salted or changed hash would move live environments' groups.
-    assert metrics.gateway_for(urls, "0" * 32) == "http://c:9091"
+    assert pushing.gateway_for(urls, "0" * 32) == "http://c:9091"
     script = "import sys; from lambda_observability import metrics; "
-    script += "print(metrics.gateway_for(sys.argv[1:], metrics.INSTANCE_ID), metrics.INSTANCE_ID)"
+    script += "from lambda_observability.export import pushgateway as pushing; "
+    script += "print(pushing.gateway_for(sys.argv[1:], metrics.INSTANCE_ID), metrics.INSTANCE_ID)"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers/observability/python")}
     for _ in range(2):
         done = subprocess.run(
@@ -113,7 +117,7 @@ def test_each_instance_has_one_gateway_the_same_in_every_process() -> None:
             check=True,
         )
         gateway, instance = done.stdout.split()
-        assert metrics.gateway_for(urls, instance) == gateway
-    spread = Counter(metrics.gateway_for(urls, uuid.uuid4().hex) for _ in range(3000))
+        assert pushing.gateway_for(urls, instance) == gateway
+    spread = Counter(pushing.gateway_for(urls, uuid.uuid4().hex) for _ in range(3000))
     assert set(spread) == set(urls) and min(spread.values()) > 800  # about 1,000 each
-    assert metrics.gateway_for(urls[:1], "any") == urls[0]
+    assert pushing.gateway_for(urls[:1], "any") == urls[0]

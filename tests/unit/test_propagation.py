@@ -26,10 +26,48 @@ def test_built_in_names_read_traceparent(configured: str | None) -> None:
     assert format(span_context.trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-def test_other_names_go_through_opentelemetry_propagate() -> None:
-    # xray, b3, none, typos: opentelemetry.propagate resolves them (and reports its errors).
-    assert Propagation({"OTEL_PROPAGATORS": "tracecontext,xray"})._own is None
-    assert Propagation({"OTEL_PROPAGATORS": "none"})._own is None
+def _trace_id(propagation: Propagation, headers: dict[str, str]) -> str:
+    extracted = propagation.propagator().extract(headers, getter=HEADER_GETTER)
+    return format(trace.get_current_span(extracted).get_span_context().trace_id, "032x")
+
+
+def test_an_unknown_name_is_left_out_and_the_others_still_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17 item 5: `tracecontext,b3` (b3 not installed) dropped the W3C parent, said
+    nothing, and retried the failed import on every call."""
+    import importlib.metadata
+
+    from lambda_observability import config
+
+    config.take_problems()
+    lookups: list[str] = []
+    real = importlib.metadata.entry_points
+
+    def counting(*, group: str, name: str) -> importlib.metadata.EntryPoints:
+        lookups.append(name)
+        return real(group=group, name=name)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    propagation = Propagation({"OTEL_PROPAGATORS": "tracecontext,b3"})
+    (problem,) = config.take_problems()
+    assert (problem.variable, problem.value) == ("OTEL_PROPAGATORS", "b3")
+    assert "not installed" in problem.reason
+    for _ in range(3):  # per call: no lookup again, the W3C parent kept
+        assert _trace_id(propagation, {"traceparent": PARENT}) == PARENT[3:35]
+    assert lookups == ["b3"]
+
+
+def test_xray_is_found_among_installed_propagators() -> None:
+    xray = Propagation({"OTEL_PROPAGATORS": "xray"})
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    assert _trace_id(xray, {"x-amzn-trace-id": header}) == "5759e988bd862e3fe1be46a994272793"
+
+
+def test_none_means_no_propagation() -> None:
+    assert _trace_id(Propagation({"OTEL_PROPAGATORS": "none"}), {"traceparent": PARENT}) == (
+        "0" * 32
+    )
 
 
 @pytest.fixture

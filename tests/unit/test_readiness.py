@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
-from lambda_observability import http_client, readiness
-from lambda_observability.failures import FailureReporter, failure_kind
+from lambda_observability import export, readiness
+from lambda_observability.config import gateways
+from lambda_observability.errors import TelemetryError, failure_kind
+from lambda_observability.export.failures import FailureReporter
+from lambda_observability.export.pushgateway import push_handler
+from lambda_observability.export.secrets import SecretError
 from lambda_observability.instrument import instrumentation
-from lambda_observability.secrets import SecretError
 from stack.net import free_port
 from tests import planted
 from tests.faults.campaign import unresolvable
@@ -58,8 +61,8 @@ def _server(answer: bytes | None) -> Iterator[int]:
 
 
 def _push_error(url: str) -> BaseException:
-    handler = http_client.push_handler(None, time.monotonic() + 0.3)
-    with pytest.raises(OSError) as caught:
+    handler = push_handler(None, time.monotonic() + 0.3)
+    with pytest.raises(TelemetryError) as caught:
         handler(url, "PUT", 0.3, [("Content-Type", "text/plain")], b"x 1\n")()
     return caught.value
 
@@ -87,12 +90,12 @@ def _document(reporter: FailureReporter) -> dict[str, Any]:
 
 
 def _configure(monkeypatch: pytest.MonkeyPatch, url: str, secret_arn: str | None) -> None:
-    """This environment's settings, as if the Pushgateway (and a secret) were configured."""
+    """This environment's exporter, as if the Pushgateway (and a secret) were configured."""
     state = instrumentation()
     settings = dataclasses.replace(
-        state.settings, pushgateway_url=url, pushgateway_auth_secret_arn=secret_arn
+        state.settings, pushgateways=gateways(url), pushgateway_auth_secret_arn=secret_arn
     )
-    monkeypatch.setattr(state, "settings", settings)
+    monkeypatch.setattr(export, "_current", export.exporter_for(settings, state.tracing))
 
 
 def test_the_document_passes_warns_and_passes_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lambda_observability.secrets import (
+from lambda_observability.export.secrets import (
     GIVE_UP_SECONDS,
     RETRY_AFTER_FAILURE_SECONDS,
     BasicAuthSecret,

@@ -15,12 +15,10 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from lambda_observability import metrics
-from lambda_observability.otlp import OtlpGrpcSpanExporter, OtlpHttpSpanExporter
-from lambda_observability.tracing import (
-    QueueSpanProcessor,
-    build_exporter,
-    exporter_names,
-)
+from lambda_observability.export.otlp import OtlpGrpcSpanExporter, OtlpHttpSpanExporter
+from lambda_observability.export.spans import SpanBackend, build_exporter, exporter_names
+from lambda_observability.instrument import instrumentation
+from lambda_observability.tracing import QueueSpanProcessor
 from tests.conftest import ROOT, load_event
 from tests.unit.conftest import FakeLambdaContext, SpanCapture, invoke
 
@@ -103,7 +101,7 @@ def test_queue_is_bounded_and_counts_drops() -> None:
     class _Span:
         context = _Ctx()
 
-    queue = QueueSpanProcessor(max_size=2)
+    queue = QueueSpanProcessor(max_size=2, on_drop=metrics.SPANS_DROPPED.inc)
     before = metrics.value("otel_spans_dropped_total") or 0.0
     for _ in range(5):
         queue.on_end(_Span())  # type: ignore[arg-type]
@@ -117,15 +115,15 @@ def test_queue_is_bounded_and_counts_drops() -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, (["console"], [])),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, (["otlp"], [])),
-        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, (["otlp"], [])),
-        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}, ([], [])),
-        ({"OTEL_TRACES_EXPORTER": "otlp, console"}, (["otlp", "console"], [])),
-        ({"OTEL_TRACES_EXPORTER": "otlp,zipkin,jaeger"}, (["otlp"], ["zipkin", "jaeger"])),
+        ({}, ["console"]),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, ["otlp"]),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, ["otlp"]),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}, []),
+        ({"OTEL_TRACES_EXPORTER": "otlp, console"}, ["otlp", "console"]),
+        ({"OTEL_TRACES_EXPORTER": "otlp,zipkin,jaeger"}, ["otlp"]),
     ],
 )
-def test_exporter_choice(env: Mapping[str, str], expected: tuple[list[str], list[str]]) -> None:
+def test_exporter_choice(env: Mapping[str, str], expected: list[str]) -> None:
     assert exporter_names(env) == expected
 
 
@@ -143,8 +141,9 @@ def test_protocol_choice_builds_the_bounded_exporters() -> None:
     )
     assert isinstance(grpc, OtlpGrpcSpanExporter)
     assert isinstance(build_exporter("console", {}), ConsoleSpanExporter)
-    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
-        build_exporter("otlp", {**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
+    # An unknown protocol is a warning and the default, never an error at export.
+    odd = build_exporter("otlp", {**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
+    assert isinstance(odd, OtlpHttpSpanExporter)
 
 
 def test_otlp_settings_come_from_the_standard_variables() -> None:
@@ -239,6 +238,7 @@ def test_force_flush_exports_what_is_queued_or_reports_failure() -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from lambda_observability.export.failures import FailureReporter
     from lambda_observability.tracing import Tracing, build_resource
 
     class Failing(InMemorySpanExporter):
@@ -246,27 +246,29 @@ def test_force_flush_exports_what_is_queued_or_reports_failure() -> None:
             return SpanExportResult.FAILURE
 
     tracing = Tracing(build_resource("healthz", None), 16, install_global=False)
+    spans = SpanBackend(tracing.queue, FailureReporter())
     received = InMemorySpanExporter()
-    tracing.use_exporter(received)
+    spans.use_exporter(received)
     with tracing.tracer.start_as_current_span("flushed"):
         pass
     assert tracing.provider.force_flush(1000) is True
     assert [s.name for s in received.get_finished_spans()] == ["flushed"]
-    assert tracing.pending() == 0
-    tracing.use_exporter(Failing())
+    assert spans.pending() == 0
+    spans.use_exporter(Failing())
     with tracing.tracer.start_as_current_span("kept"):
         pass
     assert tracing.provider.force_flush(1000) is False
-    assert tracing.pending() == 1  # kept for the next export, not lost
+    assert spans.pending() == 1  # kept for the next export, not lost
 
 
 def test_unsupported_exporter_names_are_set_aside_once_at_cold_start() -> None:
-    from lambda_observability.tracing import Tracing, build_resource
+    from lambda_observability import config
 
     env = {"OTEL_TRACES_EXPORTER": "otlp, zipkin,console", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}
-    tracing = Tracing(build_resource("healthz", None), 16, env=env, install_global=False)
-    assert tracing.exporters == ["otlp", "console"]
-    assert tracing.unsupported_exporters == ["zipkin"]
+    config.take_problems()
+    assert exporter_names(env) == ["otlp", "console"]
+    (problem,) = config.take_problems()
+    assert (problem.variable, problem.value) == ("OTEL_TRACES_EXPORTER", "zipkin")
 
 
 def test_a_raising_handler_records_its_exception_once_and_leaves_no_current_span(
@@ -302,7 +304,6 @@ def test_a_failing_span_processor_still_ends_the_invocation_cleanly(
     from opentelemetry.sdk.trace import SpanProcessor
 
     from lambda_observability import http_event
-    from lambda_observability.instrument import instrumentation
 
     class Failing(SpanProcessor):
         def on_start(self, span: Any, parent_context: Any = None) -> None:

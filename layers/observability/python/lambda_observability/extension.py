@@ -22,14 +22,18 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from .errors import TelemetryError
+
 EXTENSION_NAME = "lambda_observability"
 _API_VERSION = "2020-01-01"
 _MAX_LINE = 65536  # a status or header line longer than this is not the Extensions API
 _MAX_BODY = 6 * 1024 * 1024  # Lambda's largest payload; an event is a few hundred bytes
+_MAX_HEADERS = 100  # as http.client: the API sends a handful
+_MAX_HEADER_BYTES = 256 * 1024  # all header lines together, folded continuations included
 
 
-class ExtensionError(Exception):
-    pass
+class ExtensionError(TelemetryError):
+    kind = "extensions api"
 
 
 class _StaleConnectionError(ExtensionError):
@@ -186,25 +190,31 @@ def _status_line(reader: io.BufferedReader) -> tuple[str, int]:
 
 
 def _headers(reader: io.BufferedReader) -> dict[str, str]:
-    headers: dict[str, str] = {}
+    """Header lines, bounded in number and in total size like the body."""
+    parts: dict[str, list[str]] = {}
     name = ""
+    lines = size = 0
     while True:
         line = _line(reader)
         if line in (b"\r\n", b"\n"):
-            return headers
+            return {key: " ".join(value) for key, value in parts.items()}
+        lines += 1
+        size += len(line)
+        if lines > _MAX_HEADERS or size > _MAX_HEADER_BYTES:
+            raise ExtensionError("too many header lines")
         text = line.decode("latin-1")
         if text[:1] in (" ", "\t") and name:  # an obsolete folded continuation (RFC 9112 5.2)
-            headers[name] += " " + text.strip()
+            parts[name].append(text.strip())  # joined once at the end, not re-copied per line
             continue
         name, colon, value = text.partition(":")
         name = name.strip().lower()
         if not colon or not name:
             raise ExtensionError(f"malformed header line: {line[:80]!r}")
         value = value.strip()
-        if name == "content-length" and headers.get(name, value) != value:
+        if name == "content-length" and parts.get(name, [value]) != [value]:
             # Two lengths: the answer's end is unknown, and so is where the next one starts.
             raise ExtensionError("conflicting Content-Length headers")
-        headers[name] = value
+        parts[name] = [value]
 
 
 def _read_chunked(reader: io.BufferedReader) -> bytes:

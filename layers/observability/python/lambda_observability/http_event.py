@@ -69,7 +69,23 @@ class HttpRequest:
 
 
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return value if value.isascii() else clean(value)
+
+
+def clean(value: str) -> str:
+    """``value`` with any lone surrogate written as its escape (``\\ud800``).
+
+    A ``\\ud800`` JSON escape in an event decodes to a lone surrogate, which UTF-8 cannot
+    encode: copied into a log line or a span attribute, it failed the whole line or the whole
+    span batch. Everything this module reads from an event goes through here.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _headers(event: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
@@ -78,16 +94,22 @@ def _headers(event: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
     raw = event.get("headers")
     if isinstance(raw, Mapping):
         return {
-            k.lower(): v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)
-        }, (False)
+            _clean_key(k): v if v.isascii() else clean(v)
+            for k, v in raw.items()
+            if isinstance(k, str) and isinstance(v, str)
+        }, False
     multi = event.get("multiValueHeaders")
     if raw is None and isinstance(multi, Mapping):
         return {
-            k.lower(): ", ".join(x for x in v if isinstance(x, str))
+            _clean_key(k): clean(", ".join(x for x in v if isinstance(x, str)))
             for k, v in multi.items()
             if isinstance(k, str) and isinstance(v, list)
         }, True
     return {}, False
+
+
+def _clean_key(name: str) -> str:
+    return name.lower() if name.isascii() else clean(name.lower())
 
 
 def _match(path: str | None, routes: Collection[str], stage: object = None) -> str | None:

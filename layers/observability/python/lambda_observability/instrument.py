@@ -9,17 +9,18 @@ from collections.abc import Callable, Collection
 from contextvars import Token
 from typing import Any, overload
 
+from aws_lambda_powertools.logging import logger as powertools_logger
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from . import http_event
+from . import config, environment, export, http_event
 from .config import Settings
-from .failures import reporter
-from .flush import Exporter, Flush, select
+from .export.failures import reporter
+from .export.spans import SpanBackend
 from .logs import logger
-from .metrics import COLD_STARTS, REQUEST_DURATION
+from .metrics import COLD_STARTS, REQUEST_DURATION, SPANS_DROPPED
 from .propagation import Propagation
 from .tracing import Tracing, build_resource, queue_size
 
@@ -35,18 +36,21 @@ class Instrumentation:
 
     def __init__(self, settings: Settings, service_version: str | None) -> None:
         self.settings = settings
-        self.tracing = Tracing(build_resource(settings.service_name, service_version), queue_size())
-        self.flush: Flush = select(settings, Exporter(settings, self.tracing, reporter), reporter)
-        if self.tracing.unsupported_exporters:
-            logger.warning(
-                "unsupported OTEL_TRACES_EXPORTER names ignored",
-                extra={
-                    "ignored": self.tracing.unsupported_exporters,
-                    "supported": "otlp, console, none",
-                },
-            )
-        self._cold = True
-        COLD_STARTS.inc()
+        self.tracing = Tracing(
+            build_resource(settings.service_name, service_version),
+            queue_size(),
+            on_drop=SPANS_DROPPED.inc,
+        )
+        self.exporter = export.exporter_for(settings, self.tracing, reporter)
+        self.spans = next(b for b in self.exporter.backends if isinstance(b, SpanBackend))
+        self.flush: export.Flush = export.start(settings, self.exporter)
+        # Every value the layer could not use, once, after the logger exists.
+        for item in config.take_problems():
+            logger.warning("configuration value ignored", extra=item.as_log())
+        # One truth for the log line, the span and the counter (see environment.py):
+        # Powertools' Logger reads this flag, and clears it after the first call as we do.
+        self._cold = environment.first_call_is_cold()
+        powertools_logger.is_cold_start = self._cold
 
     def invoke(
         self,
@@ -56,6 +60,8 @@ class Instrumentation:
         routes: Collection[str] = (),
     ) -> Any:
         cold, self._cold = self._cold, False
+        if cold:
+            COLD_STARTS.inc()
         self.flush.policy.started()
         # The one reading of the event: the handler gets it from http_event.current.
         request = http_event.parse(event, routes)

@@ -1,13 +1,4 @@
-"""Prometheus metrics in a registry of their own, pushed to a Pushgateway.
-
-A Lambda environment has no long-running port for Prometheus to scrape, so each environment
-pushes its registry under its own grouping key (job + an ``instance`` made at cold start): a
-shared key would let concurrent environments overwrite each other's counters. Counters stay
-cumulative, so a push that fails is made good by the next one.
-
-Several gateways (``PUSHGATEWAY_URL`` as a comma-separated list) share the groups: each
-environment pushes to the one its instance id hashes to, always the same, so a group is never
-split between gateways.
+"""Prometheus metrics in a registry of their own (pushed by ``export/pushgateway.py``).
 
 prometheus-client's package ``__init__`` imports its exposition module, and with it
 ``http.server``, ``wsgiref``, ``urllib.request`` and ``ssl``: about a third of this layer's
@@ -21,14 +12,12 @@ them, and every environment's group is new anyway, so they are switched off for 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import sys
 import threading
-import uuid
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 
 def _defer_package_init(name: str = "prometheus_client") -> None:
@@ -82,19 +71,13 @@ from prometheus_client.metrics import (  # noqa: E402  (after the deferral above
 )
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 
-from .config import pushgateway_urls  # noqa: E402
-
-if TYPE_CHECKING:
-    from .http_client import PushHandler
+from .environment import INSTANCE_ID as INSTANCE_ID  # noqa: E402  (the group's instance label)
 
 # Read when a registry is collected, so this covers the function's own metrics too
 # (prometheus-client leaves the function unannotated).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=False)
-
-# Made once per execution environment; also the OpenTelemetry resource's service.instance.id.
-INSTANCE_ID = uuid.uuid4().hex
 
 REQUEST_DURATION = Histogram(
     "http_server_request_duration_seconds",
@@ -146,56 +129,3 @@ def total(counter: Counter) -> float:
             if sample.name.endswith("_total"):
                 return sample.value
     return 0.0
-
-
-def gateway_for(urls: Sequence[str], instance: str = INSTANCE_ID) -> str:
-    """The gateway of ``urls`` that holds ``instance``'s group.
-
-    A hash that every process computes alike (``hash()`` is salted per process), so that the
-    janitor, a test or a person can tell where a group lives from its instance id.
-    """
-    if not urls:
-        raise ValueError("no Pushgateway URL")
-    digest = hashlib.sha256(instance.encode()).digest()
-    return urls[int.from_bytes(digest[:8], "big") % len(urls)]
-
-
-def push_code() -> tuple[Callable[..., None], Callable[..., PushHandler]]:
-    """prometheus-client's push and the layer's handler for it.
-
-    Imported on first use, not at cold start: a push comes after the response in async mode.
-    Callers load it before a push's deadline starts (``Exporter.export``), so that the
-    deadline bounds the network and not an import of tens of milliseconds, more on a small
-    Lambda's share of a CPU.
-    """
-    from prometheus_client.exposition import push_to_gateway
-
-    from .http_client import push_handler
-
-    return push_to_gateway, push_handler
-
-
-def push(
-    url: str,
-    job: str,
-    deadline: float,
-    credentials: tuple[str, str] | None = None,
-    *,
-    registry: CollectorRegistry = REGISTRY,
-    instance: str = INSTANCE_ID,
-) -> None:
-    """PUT this environment's whole group by ``deadline`` (monotonic); raises on any failure.
-
-    ``url`` is ``PUSHGATEWAY_URL`` as configured: one gateway, or a comma-separated list of
-    which ``gateway_for`` picks one. ``registry`` and ``instance`` default to this
-    environment's; the scale benchmark passes its simulated environments' own.
-    """
-    push_to_gateway, push_handler = push_code()
-    push_to_gateway(
-        gateway_for(pushgateway_urls(url), instance),
-        job=job,
-        registry=registry,
-        grouping_key={"instance": instance},
-        timeout=None,
-        handler=push_handler(credentials, deadline),
-    )

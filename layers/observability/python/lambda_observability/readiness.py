@@ -2,9 +2,10 @@
 
 ``document()`` answers ``application/health+json`` (draft-inadarei-api-health-check) with one
 check per telemetry backend in use: ``pushgateway:push``, ``otlp:export`` and, when a secret is
-configured, ``secrets:credentials``. It never contacts a backend: it reads the outcome of the
-latest attempts (``failures.FailureReporter``). Trouble is ``warn``, never ``fail``: the draft
-makes warn a 2xx, and telemetry trouble must not make a function look down or flap a probe.
+configured, ``secrets:credentials``, as each backend names them. It never contacts a backend:
+it reads the outcome of the latest attempts (``export.failures``). Trouble is ``warn``, never
+``fail``: the draft makes warn a 2xx, and telemetry trouble must not make a function look down
+or flap a probe.
 
 ``output`` holds only the kind of the last failure (``refused``, ``timeout``, ``dns``,
 ``http 503``, ``malformed``, ...), never a URL, host, header, credential or exception text.
@@ -16,23 +17,20 @@ import datetime
 import time
 from typing import Any
 
-from .failures import BackendState, FailureReporter, reporter
-from .instrument import instrumentation
+from . import export
+from .export.failures import BackendState, FailureReporter, reporter
 
 NOT_TRIED = "not tried yet in this environment"
 CONTENT_TYPE = "application/health+json"
 
 
 def checks_in_use() -> dict[str, str]:
-    """Check name -> backend name (as in ``telemetry_export_failures_total``)."""
-    state = instrumentation()
-    out = {}
-    if state.settings.pushgateway_url:
-        out["pushgateway:push"] = "pushgateway"
-    if "otlp" in state.tracing.exporters:
-        out["otlp:export"] = "otlp"
-    if state.settings.pushgateway_auth_secret_arn:
-        out["secrets:credentials"] = "secrets"
+    """Check name -> backend name (as in ``telemetry_export_failures_total``), from each
+    backend of this environment's exporter; none before ``@observe`` has built it."""
+    exporter = export.current()
+    out: dict[str, str] = {}
+    for backend in exporter.backends if exporter is not None else ():
+        out.update(backend.checks())
     return out
 
 

@@ -2,20 +2,20 @@
 
 A backend that is down would otherwise write one warning per request, forever. The latest
 outcome per backend is also kept (``states``), for the readiness document (``readiness.py``).
+Backends are named as in ``telemetry_export_failures_total``: pushgateway, otlp, secrets,
+extensions_api.
 """
 
 from __future__ import annotations
 
-import re
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .logs import logger
-from .metrics import EXPORT_FAILURES
+from ..errors import describe, failure_kind
+from ..logs import logger
+from ..metrics import EXPORT_FAILURES
 
 LOG_INTERVAL_SECONDS = 60.0
 _DROPS = "spans_dropped"  # rate-limit key of the dropped-spans warning
@@ -66,7 +66,7 @@ class FailureReporter:
             "telemetry export failed",
             extra={
                 "backend": backend,
-                "error": _describe(error),
+                "error": describe(error),
                 "suppressed_since_last_warning": suppressed,
             },
         )
@@ -96,66 +96,6 @@ class FailureReporter:
             "spans dropped: export queue full",
             extra={"dropped_since_last_warning": dropped, "dropped_total": total},
         )
-
-
-_URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
-
-
-def _describe(error: BaseException | str) -> str:
-    # Type and message only (a traceback per failed push would flood the log), with any
-    # user:password@ in a URL masked.
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return _URL_CREDENTIALS.sub("//***@", text)[:500]
-
-
-def failure_kind(error: BaseException | str) -> str:
-    """What went wrong, in a word or two that never quote a host, URL or credential.
-
-    Walks the chain of causes: the layer wraps library errors, and the root cause tells most.
-    An error may name its own kind (``kind``), or carry the errors it summarises (``causes``).
-    """
-    current: BaseException | None = error if isinstance(error, BaseException) else None
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        kind = _kind_of(current)
-        if kind:
-            return kind
-        causes = getattr(current, "causes", None)
-        if causes:
-            return failure_kind(causes[0])
-        current = current.__cause__ or current.__context__
-    return "error"
-
-
-def _kind_of(error: BaseException) -> str | None:
-    named = getattr(error, "kind", None)
-    if isinstance(named, str):
-        return named
-    if isinstance(error, socket.gaierror):
-        return "dns"
-    if isinstance(error, ConnectionRefusedError):
-        return "refused"
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    # An HTTPException exists only once http.client is loaded: do not import it for this.
-    client = sys.modules.get("http.client")
-    if client is not None and isinstance(error, client.HTTPException):
-        return "malformed"
-    if isinstance(error, ConnectionError):
-        return "connection lost"
-    # botocore's, matched by name: boto3 is imported only when a secret is configured.
-    name = type(error).__name__
-    if name in ("ConnectTimeoutError", "ReadTimeoutError"):
-        return "timeout"
-    if name == "TransformParameterError":
-        return "malformed"
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if isinstance(status, int):
-            return f"http {status}"
-    return None
 
 
 reporter = FailureReporter()

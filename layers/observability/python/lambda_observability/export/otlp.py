@@ -18,13 +18,14 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.util.re import parse_env_headers
 
+from .. import config
+from ..errors import TelemetryError
 from . import http_client
 
 # The SDK's default, 10 s, is far too long to hold a Lambda invocation; applies only when
@@ -33,13 +34,49 @@ from . import http_client
 DEFAULT_TIMEOUT_SECONDS = 0.5
 
 
-class OtlpExportError(Exception):
+class OtlpExportError(TelemetryError):
     """One export attempt failed; the message says why, never with a header or credential."""
 
-    def __init__(self, message: str, kind: str | None = None) -> None:
-        super().__init__(message)
-        if kind is not None:
-            self.kind = kind
+
+# RFC 9110 token characters: what a header name may hold.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def parse_headers(raw: str, variable: str) -> dict[str, str]:
+    """``key=value,key2=value2`` (values percent-decoded), as the OTLP exporter spec says.
+
+    The SDK's parser logs the whole raw string, secrets included, when one entry is off. Here
+    an entry that cannot be sent is left out with a problem that names its key at most; a
+    curl-style ``key: value`` is read as ``key=value``.
+    """
+    headers: dict[str, str] = {}
+    for position, entry in enumerate(raw.split(","), start=1):
+        if not entry.strip():
+            continue
+        name, equals, value = entry.partition("=")
+        if not equals:
+            name, colon, value = entry.partition(":")
+            if not colon:
+                config.problem(
+                    config.Problem(f"{variable} (entry {position})", "not key=value", "left out")
+                )
+                continue
+        name = unquote(name).strip().lower()
+        value = unquote(value).strip()
+        if not name or not set(name) <= _TOKEN:
+            config.problem(
+                config.Problem(f"{variable} (entry {position})", "not a header name", "left out")
+            )
+            continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or not value.isprintable():
+            config.problem(
+                config.Problem(
+                    f"{variable} ({name})", "value has control characters", "header left out"
+                )
+            )
+            continue
+        headers[name] = value
+    return headers
 
 
 def _setting(env: Mapping[str, str], name: str) -> str:
@@ -49,12 +86,22 @@ def _setting(env: Mapping[str, str], name: str) -> str:
     ).strip()
 
 
+def _variable(env: Mapping[str, str], name: str) -> str:
+    """The variable that sets ``name``: the traces-specific one if set."""
+    specific = f"OTEL_EXPORTER_OTLP_TRACES_{name}"
+    return specific if (env.get(specific) or "").strip() else f"OTEL_EXPORTER_OTLP_{name}"
+
+
 def _timeout(env: Mapping[str, str]) -> float:
-    try:
-        value = float(_setting(env, "TIMEOUT") or DEFAULT_TIMEOUT_SECONDS)
-    except ValueError:
-        return DEFAULT_TIMEOUT_SECONDS
-    return value if value > 0 else DEFAULT_TIMEOUT_SECONDS
+    return config.number(env, _variable(env, "TIMEOUT"), DEFAULT_TIMEOUT_SECONDS)
+
+
+def _headers(env: Mapping[str, str]) -> dict[str, str]:
+    return parse_headers(_setting(env, "HEADERS"), _variable(env, "HEADERS"))
+
+
+def compression(env: Mapping[str, str]) -> str:
+    return config.choice(env, _variable(env, "COMPRESSION"), ("none", "gzip", "deflate"))
 
 
 class _BoundedExporter(SpanExporter):
@@ -87,19 +134,8 @@ class OtlpHttpSpanExporter(_BoundedExporter):
         base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
         self.endpoint = explicit or f"{base.rstrip('/')}/v1/traces"
         self.timeout = _timeout(env)
-        self.headers = {
-            **{
-                k.lower(): v
-                for k, v in parse_env_headers(_setting(env, "HEADERS"), liberal=True).items()
-            },
-            "content-type": "application/x-protobuf",
-        }
-        self.compression = _setting(env, "COMPRESSION").lower() or "none"
-        if self.compression not in ("none", "gzip", "deflate"):
-            raise ValueError(
-                f"unsupported OTEL_EXPORTER_OTLP_COMPRESSION {self.compression!r}: "
-                "use none, gzip or deflate"
-            )
+        self.headers = {**_headers(env), "content-type": "application/x-protobuf"}
+        self.compression = compression(env)
         if self.compression != "none":
             self.headers["content-encoding"] = self.compression
         certificate = _setting(env, "CERTIFICATE")
@@ -119,16 +155,7 @@ class OtlpHttpSpanExporter(_BoundedExporter):
         elif self.compression == "deflate":
             body = zlib.compress(body)
         deadline = min(deadline, time.monotonic() + self.timeout)
-        try:
-            answer = http_client.request(
-                self.endpoint, "POST", deadline, self.headers, body, self._tls
-            )
-        except Exception as error:
-            raise OtlpExportError(f"{type(error).__name__}: {error}") from None
-        if not 200 <= answer.status < 300:
-            raise OtlpExportError(
-                f"HTTP {answer.status} {answer.reason}", kind=f"http {answer.status}"
-            )
+        http_client.request(self.endpoint, "POST", deadline, self.headers, body, self._tls)
 
 
 class OtlpGrpcSpanExporter(_BoundedExporter):
@@ -148,15 +175,11 @@ class OtlpGrpcSpanExporter(_BoundedExporter):
             parts.scheme != "https" and insecure_setting == "true"
         )
         self.timeout = _timeout(env)
-        self.metadata = tuple(
-            (k.lower(), v)
-            for k, v in parse_env_headers(_setting(env, "HEADERS"), liberal=True).items()
-        )
-        compression = _setting(env, "COMPRESSION").lower()
+        self.metadata = tuple(_headers(env).items())
         self._compression = {
             "gzip": grpc.Compression.Gzip,
             "deflate": grpc.Compression.Deflate,
-        }.get(compression, grpc.Compression.NoCompression)
+        }.get(compression(env), grpc.Compression.NoCompression)
         if insecure:
             self._channel = grpc.insecure_channel(target)
         else:

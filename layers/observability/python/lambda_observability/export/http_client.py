@@ -1,48 +1,50 @@
 """The layer's one HTTP client: every request ends by a hard deadline, on kept-alive connections.
 
 Every backend call the layer makes goes through ``request``: the Pushgateway push, OTLP over
-HTTP, and Secrets Manager (via botocore's ``before-send`` hook, see ``secrets.py``).
+HTTP, the janitor, and Secrets Manager's credentials reach the push through it too.
 
 - **A deadline, not a read timeout.** A socket timeout bounds each read; a backend that answers
-  one byte every 200 ms never trips it. Here every connect, write and read gets only what is
-  left of the request's deadline, and raises ``TimeoutError`` once it is spent.
+  one byte every 200 ms never trips it. Here name resolution, every connect (across all the
+  addresses a name resolves to), write and read get only what is left of the request's
+  deadline, and ``DeadlineError`` is raised once it is spent.
+- **Only a 2xx is a success.** A redirect is not followed: behind an ALB that redirects HTTP to
+  HTTPS, nothing arrived, and saying so is the point.
+- **Bounded answers.** At most ``max_body`` bytes of an answer are read: an endpoint that
+  streams without end must not grow the process past Lambda's memory limit.
 - **No lock across I/O.** A connection is checked out of a small pool for one request and put
   back only after a clean answer, so a stuck backend holds one connection, never other callers.
 - **Kept alive.** prometheus-client's urllib handler built a TLS context (loading the CA bundle)
   on every push: ~20-35 ms each, against ~1 ms for a reused connection.
 
-Name resolution (``getaddrinfo``) is the one step no socket timeout reaches; an unresolvable
-name fails at once, a resolver that hangs is not bounded here.
+Errors are ``TelemetryError``s whose message never quotes a header value, URL or answer body.
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
+import ipaddress
 import math
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import DeadlineError, TelemetryError, failure_kind
+
 _IDLE_PER_ORIGIN = 2  # at most this many kept-alive connections per origin
+DEFAULT_MAX_BODY = 64 * 1024  # a push or OTLP answer is a few bytes; an error page a few KiB
 
 
-class DeadlineError(TimeoutError):
-    """The request's overall deadline passed before its answer was complete."""
+class HttpStatusError(TelemetryError):
+    """The server answered, with a status other than 2xx."""
 
-
-class HttpStatusError(OSError):
-    """The server answered, with an error status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, reason: str) -> None:
+        note = " (redirect not followed)" if 300 <= status < 400 else ""
+        super().__init__(f"HTTP {status} {reason[:80]}{note}", kind=f"http {status}")
         self.status = status
-        self.kind = f"http {status}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,67 @@ class _DeadlineSSLSocket(ssl.SSLSocket):
         super().sendall(data, flags)
 
 
+def resolve(host: str, port: int, deadline: float) -> list[Any]:
+    """``getaddrinfo`` by ``deadline``: in a thread of its own, since no timeout reaches it.
+
+    An IP literal needs no lookup (and no thread). A resolver that hangs costs the thread,
+    which ends with the lookup, never the caller.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[Any] = []
+    failed: list[BaseException] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as error:
+            failed.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="dns-lookup", daemon=True).start()
+    if not done.wait(_left(deadline)):
+        raise DeadlineError("name resolution did not finish by the deadline")
+    if failed:
+        raise failed[0]
+    return found
+
+
+def connect(host: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection by ``deadline``, whatever the number of addresses ``host`` has.
+
+    ``socket.create_connection`` gives every address the whole timeout: three addresses that
+    drop SYNs took three times the deadline. Here each address gets a fair share of what is
+    left (the last one all of it), so one dead zone still leaves time for the next.
+    """
+    addresses = resolve(host, port, deadline)
+    if not addresses:
+        raise TelemetryError("name resolved to no address", kind="dns")
+    last: BaseException | None = None
+    for index, (family, kind, proto, _, address) in enumerate(addresses):
+        share = _left(deadline) / (len(addresses) - index)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(share)
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            last = error
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    assert last is not None
+    if isinstance(last, TimeoutError) and deadline <= time.monotonic():
+        raise DeadlineError("no connection by the deadline") from None
+    raise last
+
+
 class _Connection(http.client.HTTPConnection):
     def __init__(self, host: str, port: int | None, tls: ssl.SSLContext | None) -> None:
         super().__init__(host, port)
@@ -99,8 +162,7 @@ class _Connection(http.client.HTTPConnection):
             self.sock.deadline = deadline
 
     def connect(self) -> None:
-        raw = socket.create_connection((self.host, self.port), _left(self.deadline))
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw = connect(self.host, self.port, self.deadline)
         plain = _DeadlineSocket(fileno=raw.detach())
         plain.deadline = self.deadline
         if self.tls is None:
@@ -146,7 +208,7 @@ def _checkout(scheme: str, host: str, port: int, tls: ssl.SSLContext | None) -> 
         return _Connection(host, port, tls or _default_tls_context())
     if scheme == "http":
         return _Connection(host, port, None)
-    raise ValueError(f"unsupported URL scheme {scheme!r}")
+    raise TelemetryError(f"unsupported URL scheme {scheme[:10]!r}", kind="malformed")
 
 
 def _checkin(scheme: str, connection: _Connection) -> None:
@@ -166,28 +228,59 @@ def request(
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
     tls: ssl.SSLContext | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Response:
     """Send one request and read the whole answer by ``deadline`` (a ``time.monotonic`` value).
 
-    Raises ``DeadlineError`` when time runs out, ``OSError`` or ``http.client.HTTPException``
-    when the connection fails; an HTTP error status is returned, not raised.
+    Returns a 2xx answer. Raises ``HttpStatusError`` for any other status, ``DeadlineError``
+    when time runs out, and ``TelemetryError`` (with the kind of the cause) when the
+    connection fails or the answer is malformed or larger than ``max_body``.
     """
+    try:
+        response = _request(url, method, deadline, headers or {}, body, tls, max_body)
+    except TelemetryError:
+        raise
+    except TimeoutError:
+        raise DeadlineError("no complete answer by the deadline") from None
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        # Type and errno text only: http.client quotes header values and URLs in its messages.
+        reason = getattr(error, "strerror", None)
+        message = type(error).__name__ + (f": {reason}" if isinstance(reason, str) else "")
+        raise TelemetryError(message, kind=_kind(error)) from None
+    if not 200 <= response.status < 300:
+        raise HttpStatusError(response.status, response.reason)
+    return response
+
+
+def _kind(error: BaseException) -> str:
+    return "malformed" if isinstance(error, ValueError) else failure_kind(error)
+
+
+def _request(
+    url: str,
+    method: str,
+    deadline: float,
+    headers: dict[str, str],
+    body: bytes | None,
+    tls: ssl.SSLContext | None,
+    max_body: int,
+) -> Response:
     parts = urlsplit(url)
     scheme = parts.scheme
     host = parts.hostname or ""
     port = parts.port or (443 if scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     # A kept-alive connection may have been closed by the server while the environment was
-    # frozen: retry once on a fresh one. Callers send PUT, POST of OTLP and GET: a repeat is
-    # harmless for each.
+    # frozen: retry once on a fresh one. Callers send PUT, POST of OTLP, GET and DELETE: a
+    # repeat is harmless for each.
     for attempt in (1, 2):
         connection = _checkout(scheme, host, port, tls)
         reused = connection.sock is not None
         connection.arm(deadline)
         try:
-            connection.request(method, path, body=body, headers=headers or {})
+            connection.request(method, path, body=body, headers=headers)
             answer = connection.getresponse()
-            data = answer.read()
+            data = answer.read(max_body + 1)
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
             connection.close()
             if attempt == 2 or not reused:
@@ -196,19 +289,19 @@ def request(
             # too: the retry gets a new connection, not another stale one.
             _discard_idle(scheme, host, port)
             continue
-        except TimeoutError:
-            connection.close()
-            raise DeadlineError("no complete answer by the deadline") from None
         except BaseException:
             connection.close()
             raise
+        if len(data) > max_body:
+            connection.close()  # the rest of the answer is never read
+            raise TelemetryError(f"answer larger than {max_body} bytes", kind="too large")
         response = Response(
             answer.status,
             answer.reason,
             {name.lower(): value for name, value in answer.getheaders()},
             data,
         )
-        if answer.will_close:
+        if answer.will_close or not answer.isclosed():
             connection.close()
         else:
             _checkin(scheme, connection)
@@ -230,36 +323,3 @@ def close_all() -> None:
         _idle.clear()
     for connection in connections:
         connection.close()
-
-
-PushHandler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
-
-
-def push_handler(credentials: tuple[str, str] | None, deadline: float | None = None) -> PushHandler:
-    """prometheus-client's push handler protocol over this client; raises ``OSError`` on an
-    HTTP error status, as prometheus-client's own handler does. Without ``deadline``, each
-    request gets prometheus-client's ``timeout`` as its overall deadline."""
-
-    def handler(
-        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
-    ) -> Callable[[], None]:
-        def send() -> None:
-            all_headers = dict(headers)
-            if credentials is not None:
-                token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
-                all_headers["Authorization"] = f"Basic {token}"
-            end = deadline if deadline is not None else time.monotonic() + (timeout or 30.0)
-            try:
-                answer = request(url, method, end, all_headers, data)
-            except DeadlineError as error:
-                raise DeadlineError(f"error talking to pushgateway: {error}") from None
-            except (OSError, http.client.HTTPException) as error:
-                raise OSError(f"error talking to pushgateway: {error!r}") from None
-            if answer.status >= 400:
-                raise HttpStatusError(
-                    f"error talking to pushgateway: {answer.status} {answer.reason}", answer.status
-                )
-
-        return send
-
-    return handler

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .failures import failure_kind
+from ..errors import TelemetryError, failure_kind, keep_secret
 
 CACHE_SECONDS = 300  # one Secrets Manager call per environment per 5 minutes
 RETRY_AFTER_FAILURE_SECONDS = 30.0  # a failed lookup is retried 30 s after it began
@@ -26,12 +26,10 @@ RETRY_AFTER_FAILURE_SECONDS = 30.0  # a failed lookup is retried 30 s after it b
 GIVE_UP_SECONDS = 5.0
 
 
-class SecretError(Exception):
+class SecretError(TelemetryError):
     """Raised with a message that never includes the secret's value."""
 
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind  # as failures.failure_kind names it
+    backend = "secrets"  # the failure is the credentials', not the push's
 
 
 class _Lookup:
@@ -102,13 +100,11 @@ class BasicAuthSecret:
                     self._failed_at = lookup.started
                     self._failed_kind = failure_kind(lookup.error)
         if lookup.error is not None:
-            # Types only (Powertools' error and its cause, e.g. ConnectTimeoutError): a
-            # transform error's message could quote the secret's text.
-            error = lookup.error
-            cause = error.__cause__ or error.__context__
-            kind = type(error).__name__ + (f" ({type(cause).__name__})" if cause else "")
-            raise SecretError(f"cannot read secret {self._arn}: {kind}", failure_kind(error))
+            raise SecretError(
+                f"cannot read secret {self._arn}: {lookup.error}", failure_kind(lookup.error)
+            )
         credentials = _parse(self._arn, lookup.value)
+        keep_secret(credentials[1])
         with self._lock:
             self._failed_at = None
             self._cached = (credentials, self._clock() + CACHE_SECONDS)
@@ -128,7 +124,35 @@ class BasicAuthSecret:
                 retries={"max_attempts": 1, "mode": "standard"},
             )
             self._provider = SecretsProvider(boto_config=config)
-        return self._provider.get(self._arn, max_age=CACHE_SECONDS, transform="json")
+        try:
+            return self._provider.get(self._arn, max_age=CACHE_SECONDS, transform="json")
+        except Exception as error:
+            raise _summary(error) from None
+
+
+def _summary(error: Exception) -> SecretError:
+    """botocore's and Powertools' error as a kind and type names only: a transform error's
+    message could quote the secret's text."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import TransformParameterError
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    cause = error.__cause__ or error.__context__
+    names = type(error).__name__ + (f" ({type(cause).__name__})" if cause else "")
+    chain = [error, cause] if cause is not None else [error]
+    kind = "error"
+    for item in chain:
+        if isinstance(item, ConnectTimeoutError | ReadTimeoutError):
+            kind = "timeout"
+        elif isinstance(item, TransformParameterError):
+            kind = "malformed"
+        elif isinstance(item, ClientError):
+            status = item.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            kind = f"http {status}" if isinstance(status, int) else "error"
+        else:
+            kind = failure_kind(item)
+        if kind != "error":
+            break
+    return SecretError(names, kind)
 
 
 def _parse(arn: str, value: Any) -> tuple[str, str]:

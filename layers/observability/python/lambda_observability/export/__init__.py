@@ -1,0 +1,106 @@
+"""Where telemetry leaves the environment: backends behind one seam, and when they are sent.
+
+- ``exporter``: the ``Backend`` interface (a name, a send bounded by a deadline, its readiness
+  checks) and the ``Exporter`` that sends to all of them by one deadline;
+- backends: ``spans`` (OTLP or the console, ``otlp`` builds the OTLP exporters) and
+  ``pushgateway`` (the metrics registry), over ``http_client`` with ``secrets`` for basic auth;
+- *when*: ``policy`` (after every call while traffic is sparse, once per interval while busy)
+  asked by a trigger: ``sync`` (before the handler returns) or ``asynchronous`` (from an
+  internal extension, after the response);
+- ``failures``: every failure counted, logged at most once a minute, kept for ``/readyz``.
+
+``OBSERVABILITY_EXPORT_MODE=auto`` (the default) is async where the Extensions API answers and
+sync otherwise. SIGTERM gets a final export of everything (``shutdown.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from ..config import Settings
+from ..logs import logger
+from ..shutdown import install as install_sigterm_flush
+from ..tracing import Tracing
+from .asynchronous import AsyncFlush
+from .exporter import Backend, Exporter
+from .failures import FailureReporter, reporter
+from .policy import ExportPolicy
+from .pushgateway import PushgatewayBackend
+from .spans import SpanBackend
+from .sync import SyncFlush
+
+# Lambda gives the runtime 500 ms between SIGTERM and SIGKILL when internal extensions exist.
+SHUTDOWN_BUDGET_SECONDS = 0.4
+
+__all__ = ["Backend", "Exporter", "Flush", "backends", "current", "exporter_for", "start"]
+
+
+class Flush(Protocol):
+    mode: str
+    policy: ExportPolicy
+
+    def after_invocation(self, request_id: str, remaining_seconds: float) -> None: ...
+
+
+_current: Exporter | None = None
+
+
+def current() -> Exporter | None:
+    """This environment's exporter, once ``@observe`` has built it."""
+    return _current
+
+
+def backends(
+    settings: Settings, tracing: Tracing, source: FailureReporter = reporter
+) -> list[Backend]:
+    """The backends the configuration names, spans first."""
+    found: list[Backend] = [SpanBackend(tracing.queue, source)]
+    if settings.pushgateways:
+        found.append(PushgatewayBackend(settings, source))
+    return found
+
+
+def exporter_for(
+    settings: Settings, tracing: Tracing, source: FailureReporter = reporter
+) -> Exporter:
+    """An exporter over the backends ``settings`` name."""
+    return Exporter(backends(settings, tracing, source), source)
+
+
+def start(settings: Settings, exporter: Exporter, source: FailureReporter = reporter) -> Flush:
+    """The trigger for this environment, logged once at cold start; installs the SIGTERM flush."""
+    global _current
+    _current = exporter
+    policy = ExportPolicy(settings.export_interval, settings.export_sparse_gap)
+    flush: Flush = SyncFlush(exporter, policy)
+    reason = "OBSERVABILITY_EXPORT_MODE=sync"
+    if settings.export_mode != "sync":
+        if settings.runtime_api is None:
+            reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
+        else:
+            from ..extension import ExtensionClient
+
+            candidate = AsyncFlush(exporter, policy, ExtensionClient(settings.runtime_api), source)
+            try:
+                candidate.start()
+            except Exception as error:
+                reason = f"Extensions API unavailable: {type(error).__name__}: {error}"
+            else:
+                flush, reason = candidate, f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
+        if settings.export_mode == "async" and flush.mode != "async":
+            logger.warning("async export unavailable, exporting before each response")
+    if settings.runtime_api is not None:
+        install_sigterm_flush(
+            lambda: exporter.export(time.monotonic() + SHUTDOWN_BUDGET_SECONDS, final=True)
+        )
+    logger.info(
+        "telemetry export mode",
+        extra={
+            "export_mode": flush.mode,
+            "reason": reason,
+            "export_interval_seconds": policy.interval,
+            "export_sparse_gap_seconds": policy.sparse_gap,
+        },
+    )
+    return flush

@@ -13,8 +13,13 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/.tools/go
 
-go=$(command -v go || true)
-if [[ -z $go && -x /usr/local/go/bin/go ]]; then go=/usr/local/go/bin/go; fi
+# $GO names the go command; else go on PATH, else Go's usual place.
+if [[ -n ${GO:-} ]]; then
+  go=$(command -v "$GO" || true)
+else
+  go=$(command -v go || true)
+  if [[ -z $go && -x /usr/local/go/bin/go ]]; then go=/usr/local/go/bin/go; fi
+fi
 if [[ -z $go ]]; then
   echo "make: go not found: install Go 1.26 (go on PATH) to build the OpenTelemetry Collector" \
     "and the Pushgateway from their modules (tools/)" >&2

@@ -1,10 +1,12 @@
-"""Local observability stack for the healthz function: Pushgateway, Prometheus, OTLP receiver.
+"""Local observability stack for the healthz function: Pushgateway, Prometheus, OpenTelemetry
+Collector.
 
 `python -m stack up` runs it in a terminal; `stack.Stack` runs it from Python/pytest.
 """
 
 from stack._proc import StackError
 from stack.components import (
+    OtelCollector,
     OtlpReceiverProcess,
     Prometheus,
     Pushgateway,
@@ -14,6 +16,7 @@ from stack.components import (
 from stack.core import Stack
 
 __all__ = [
+    "OtelCollector",
     "OtlpReceiverProcess",
     "Prometheus",
     "Pushgateway",

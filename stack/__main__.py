@@ -14,7 +14,9 @@ from stack.promtool import run_all
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start Pushgateway, Prometheus and the OTLP receiver")
+    up = sub.add_parser(
+        "up", help="start the Pushgateway, Prometheus and the OpenTelemetry Collector"
+    )
     up.add_argument("--pushgateway-port", type=int, default=9091, help="0 = any free port")
     up.add_argument("--prometheus-port", type=int, default=9090, help="0 = any free port")
     up.add_argument("--otlp-grpc-port", type=int, default=4317, help="0 = any free port")
@@ -31,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--keep",
         action="store_true",
-        help="keep the temp dir (logs, TSDB, spans.jsonl) after stopping",
+        help="keep the temp dir (logs, TSDB, the span files) after stopping",
     )
     sub.add_parser("check", help="promtool check config, check rules and test rules")
     return p
@@ -77,12 +79,11 @@ def _up(args: argparse.Namespace) -> int:
         env = stack.env()
         print(f"Pushgateway:         {stack.pushgateway_url}")
         print(f"Prometheus:          {stack.prometheus_url}")
-        print(
-            f"OTLP/HTTP receiver:  {stack.otlp_http_endpoint}/v1/traces "
-            f"(spans: GET {stack.receiver.http_endpoint}/spans)"
-        )
-        print(f"OTLP/gRPC receiver:  {stack.otlp_grpc_endpoint}")
-        print(f"Logs and spans.jsonl: {stack.workdir}")
+        print(f"Collector OTLP/HTTP: {stack.otlp_http_endpoint}/v1/traces")
+        print(f"Collector OTLP/gRPC: {stack.otlp_grpc_endpoint}")
+        files = ", ".join(str(p) for p in stack.collector.span_files.values())
+        print(f"Spans (OTLP/JSON lines, the Collector's file exporter): {files}")
+        print(f"Logs:                {stack.workdir}")
         print("\n# export these for the function:")
         for key, value in env.items():
             print(f"export {key}={value}")
@@ -92,7 +93,7 @@ def _up(args: argparse.Namespace) -> int:
         )
         print("\nCtrl-C to stop.", flush=True)
         while not stop.wait(1.0):
-            watched = (stack.pushgateway, stack.prometheus, stack.receiver, stack.otlp_proxy)
+            watched = (stack.pushgateway, stack.prometheus, stack.collector, stack.otlp_proxy)
             dead = [
                 c.name
                 for c in watched

@@ -1,4 +1,4 @@
-"""The stack's three processes: Pushgateway, Prometheus and the OTLP receiver.
+"""The stack's processes: Pushgateway, Prometheus, the OpenTelemetry Collector, the fault proxy.
 
 Each is a context manager usable alone (e.g. a Pushgateway-only pytest fixture) and
 listens on 127.0.0.1 only. Port 0 means "pick a free port".
@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from stack._proc import ManagedProcess, Service, StackError, find_binary, http_ok
+from stack.gotools import OTELCOL, PUSHGATEWAY
 from stack.net import HOST, free_port
+from stack.otlp_json import parse_line, span_records
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROMETHEUS_YML = CONFIG_DIR / "prometheus.yml"
@@ -96,7 +99,8 @@ class _Component(Service):
 
 
 class Pushgateway(_Component):
-    """prometheus-pushgateway, in memory only unless given a `persistence_file`, admin API on
+    """The Pushgateway built from tools/pushgateway (`make go-tools`; `$PUSHGATEWAY_BIN` for
+    another, e.g. Debian's), in memory only unless given a `persistence_file`, admin API on
     (tests wipe it). `consistency_check=False` passes `--push.disable-consistency-check`."""
 
     name = "pushgateway"
@@ -114,9 +118,7 @@ class Pushgateway(_Component):
         super().__init__(workdir, startup_timeout)
         self.persistence_file = persistence_file
         self.consistency_check = consistency_check
-        self.binary = find_binary(
-            ["prometheus-pushgateway", "pushgateway"], "PUSHGATEWAY_BIN", "prometheus-pushgateway"
-        )
+        self.binary = PUSHGATEWAY.binary()
         self.port = port
         self.web_config_file = web_config_file
         # only for the stack's own requests (readiness, listing) when the gateway needs auth
@@ -135,8 +137,9 @@ class Pushgateway(_Component):
             self.binary,
             f"--web.listen-address={HOST}:{port}",
             "--web.enable-admin-api",
-            # Debian's build defaults to /var/lib/prometheus/pushgateway.data, which would
-            # share groups between runs: in memory only, or in a file of the caller's.
+            # Debian's build (as $PUSHGATEWAY_BIN) defaults to /var/lib/prometheus/
+            # pushgateway.data, which would share groups between runs: in memory only, or in
+            # a file of the caller's.
             f"--persistence.file={self.persistence_file or ''}",
         ]
         if not self.consistency_check:
@@ -379,71 +382,188 @@ class FaultProxyProcess(_Component):
         return dict(_get_json(self.control_url))
 
 
-class OtlpReceiverProcess(_Component):
-    """`python -m stack.otlp_receiver` in a child process (kept off the tested process's GIL).
+class OtelCollector(_Component):
+    """The project's OpenTelemetry Collector (built from tools/otelcol by `make go-tools`),
+    receiving OTLP on loopback ports; the spans it received are read back from its file
+    exporter.
+
+    By default two otlp receivers, one per transport (gRPC on `grpc_port`, HTTP on
+    `http_port`), each with a pipeline of its own to a file exporter (OTLP/JSON lines, flushed
+    every 20 ms), so that every span read back says which transport it came by. With
+    `config=` another Collector config runs instead (`deploy/otel-collector/config.yaml`), with
+    as little changed as running it here needs (see `_overlay`).
 
     It has no fault controls: a slow or failing OTLP/HTTP backend is a `FaultProxyProcess` in
     front of `http_endpoint` (as `Stack(delay_ms=...)` puts one)."""
 
-    name = "otlp-receiver"
+    name = "otelcol"
+    FLUSH_INTERVAL = 0.02  # the file exporter's flush_interval, in seconds
+    READY = "Everything is ready. Begin running and processing data."
 
     def __init__(
         self,
         workdir: Path,
         grpc_port: int = 0,
         http_port: int = 0,
-        startup_timeout: float = 20.0,
+        startup_timeout: float = 30.0,
+        config: Path | None = None,
     ) -> None:
         super().__init__(workdir, startup_timeout)
+        self.binary = OTELCOL.binary()
         self.grpc_port = grpc_port
         self.http_port = http_port
-        self.spans_file = workdir / "spans.jsonl"
-        self._log = workdir / "otlp-receiver.log"
+        self.config = config
+        self.dir = workdir / "otelcol"
+        self._log = self.dir / "otelcol.log"
+        # transport (None: one receiver took both) -> the file exporter's output
+        self.span_files: dict[str | None, Path] = (
+            {"grpc": self.dir / "spans-grpc.jsonl", "http": self.dir / "spans-http.jsonl"}
+            if config is None
+            else {None: self.dir / "spans.jsonl"}
+        )
+        self._read: dict[str | None, int] = dict.fromkeys(self.span_files, 0)
+        self._records: list[dict[str, Any]] = []
 
     @property
     def http_endpoint(self) -> str:
+        """Base URL for OTEL_EXPORTER_OTLP_ENDPOINT with http/protobuf (the exporter appends
+        /v1/traces)."""
         return f"http://{HOST}:{self.http_port}"
 
     @property
     def grpc_endpoint(self) -> str:
         return f"http://{HOST}:{self.grpc_port}"
 
-    def start(self) -> Self:
-        # The receiver binds port 0 itself and reports the real ports: no race to retry.
-        argv = [
-            sys.executable,
-            "-m",
-            "stack.otlp_receiver",
-            f"--grpc-port={self.grpc_port}",
-            f"--http-port={self.http_port}",
-            f"--spans-file={self.spans_file}",
-        ]
-        self._spawn_python(argv, self._log, "ready")
-        return self
+    def _file_exporter(self, path: Path) -> dict[str, Any]:
+        interval = f"{int(self.FLUSH_INTERVAL * 1000)}ms"
+        return {"path": str(path), "format": "json", "flush_interval": interval}
+
+    def _own_config(self, grpc_port: int, http_port: int) -> dict[str, Any]:
+        def receiver(protocol: str, port: int) -> dict[str, Any]:
+            return {"protocols": {protocol: {"endpoint": f"{HOST}:{port}"}}}
+
+        ports = {"grpc": grpc_port, "http": http_port}
+        return {
+            "receivers": {f"otlp/{t}": receiver(t, ports[t]) for t in ("grpc", "http")},
+            "exporters": {
+                f"file/{t}": self._file_exporter(self.span_files[t]) for t in ("grpc", "http")
+            },
+            "service": {
+                # no listener of its own (the default serves metrics on :8888)
+                "telemetry": {"metrics": {"level": "none"}},
+                "pipelines": {
+                    f"traces/{t}": {"receivers": [f"otlp/{t}"], "exporters": [f"file/{t}"]}
+                    for t in ("grpc", "http")
+                },
+            },
+        }
+
+    def _overlay(self, grpc_port: int, http_port: int) -> dict[str, Any]:
+        """Merged over `config` (the Collector merges its --config files in order; a list is
+        replaced): the otlp receiver on loopback ports, the traces pipeline's exporters a file
+        exporter (where Jaeger was, which cannot run here) and debug, internal metrics off."""
+        return {
+            "receivers": {
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": f"{HOST}:{grpc_port}"},
+                        "http": {"endpoint": f"{HOST}:{http_port}"},
+                    }
+                }
+            },
+            "exporters": {"file": self._file_exporter(self.span_files[None])},
+            "service": {
+                "telemetry": {"metrics": {"level": "none"}},
+                "pipelines": {"traces": {"exporters": ["file", "debug"]}},
+            },
+        }
+
+    def _launch(self, grpc_port: int, http_port: int) -> ManagedProcess:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        generated = self.dir / "config.json"  # JSON is YAML: the Collector reads it as such
+        if self.config is None:
+            generated.write_text(json.dumps(self._own_config(grpc_port, http_port), indent=2))
+            configs = [generated]
+        else:
+            generated.write_text(json.dumps(self._overlay(grpc_port, http_port), indent=2))
+            configs = [self.config, generated]
+        self.grpc_port, self.http_port = grpc_port, http_port
+        for path in self.span_files.values():
+            path.touch()
+        argv = [self.binary, *(f"--config={c}" for c in configs)]
+        self._log.write_bytes(b"")  # the ready line of this attempt, not of an earlier one
+        return ManagedProcess(self.name, argv, self._log)
 
     def _ready(self) -> bool:
         try:
-            lines = self._log.read_text().splitlines()
+            return self.READY in self._log.read_text(errors="replace")
         except OSError:
             return False
-        for line in lines:
-            if line.startswith("{") and '"ready"' in line:
-                try:
-                    info = json.loads(line)
-                except ValueError:  # line still being written
-                    return False
-                self.grpc_port = int(info["grpc_port"])
-                self.http_port = int(info["http_port"])
-                return True
-        return False
+
+    def start(self) -> Self:
+        wanted = (self.grpc_port, self.http_port)
+        last: StackError | None = None
+        for _ in range(_BIND_ATTEMPTS if wanted == (0, 0) else 1):  # a free port can be taken
+            self.process = self._launch(wanted[0] or free_port(), wanted[1] or free_port())
+            try:
+                self.process.wait_until(self._ready, self.startup_timeout, "ready")
+                return self
+            except StackError as exc:
+                self.process.stop()
+                self.process = None
+                last = exc
+                if "address already in use" not in str(exc):
+                    break
+        assert last is not None
+        raise last
+
+    def validate(self) -> subprocess.CompletedProcess[str]:
+        """`otelcol-healthz validate` of the config this component would run."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        generated = self.dir / "validate.json"
+        if self.config is None:
+            generated.write_text(json.dumps(self._own_config(4317, 4318)))
+            configs = [generated]
+        else:
+            generated.write_text(json.dumps(self._overlay(4317, 4318)))
+            configs = [self.config, generated]
+        argv = [self.binary, "validate", *(f"--config={c}" for c in configs)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+    def _read_new(self) -> None:
+        for transport, path in self.span_files.items():
+            try:
+                with path.open("rb") as f:
+                    f.seek(self._read[transport])
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+            self._read[transport] += len(complete)
+            for line in complete.splitlines():
+                if line.strip():
+                    self._records.extend(span_records(parse_line(line), transport))
 
     def spans(self, **filters: str) -> list[dict[str, Any]]:
-        """Spans received so far (filters: trace_id, name, span_id, parent_span_id)."""
-        query = urllib.parse.urlencode(filters)
-        return list(_get_json(f"{self.http_endpoint}/spans?{query}"))
+        """Spans received so far, as far as the file exporter has flushed them (filters:
+        trace_id, name, span_id, parent_span_id). In the order of arrival for each transport."""
+        self._read_new()
+        spans = self._records
+        for key in ("trace_id", "name", "span_id", "parent_span_id"):
+            if key in filters:
+                spans = [s for s in spans if s[key] == filters[key]]
+        return list(spans)
 
     def clear_spans(self) -> int:
-        url = f"{self.http_endpoint}/spans"
-        req = urllib.request.Request(url, method="DELETE")  # noqa: S310 (loopback URL)
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback URL)
-            return int(json.load(resp)["deleted"])
+        """Forget the spans received so far (the files keep them); returns how many. Spans
+        still in flight in the Collector are given a few flush intervals to be written first."""
+        time.sleep(3 * self.FLUSH_INTERVAL)
+        self._read_new()
+        deleted = len(self._records)
+        self._records = []
+        return deleted
+
+
+# The component's name before the real Collector replaced the hand-written receiver; bench/
+# (run.py, policy.py, inenv.py) still call it so.
+OtlpReceiverProcess = OtelCollector

@@ -1,4 +1,5 @@
-"""`Stack`: Pushgateway + Prometheus + OTLP receiver on loopback, as one context manager."""
+"""`Stack`: Pushgateway + Prometheus + the OpenTelemetry Collector on loopback, as one context
+manager."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Self
 from stack._proc import Service, StackError
 from stack.components import (
     FaultProxyProcess,
-    OtlpReceiverProcess,
+    OtelCollector,
     Prometheus,
     Pushgateway,
     Sample,
@@ -28,7 +29,7 @@ class Stack(Service):
             s.query_value("sum(healthz_calls_total)")
 
     Everything started is stopped on exit (also at interpreter exit if the caller forgot),
-    and the temp dir (logs, TSDB, spans.jsonl) is removed unless keep_workdir=True.
+    and the temp dir (logs, TSDB, the Collector's span files) is removed unless keep_workdir=True.
     """
 
     def __init__(
@@ -43,6 +44,9 @@ class Stack(Service):
         workdir: Path | str | None = None,
         keep_workdir: bool = False,
     ) -> None:
+        # A fault proxy in front of OTLP/HTTP only where a fault is wanted (set_fault needs it
+        # from the start, as clients are given its URL): the Collector itself has no faults.
+        want_proxy = otlp_fault_proxy or delay_ms > 0 or fail_status is not None
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="healthz-stack-"))
         self.keep_workdir = keep_workdir
@@ -50,17 +54,16 @@ class Stack(Service):
             # Resolving the binaries here makes a missing one fail before anything starts.
             self.pushgateway = Pushgateway(self.workdir, port=pushgateway_port)
             self.prometheus = Prometheus(self.workdir, pushgateway_port=0, port=prometheus_port)
+            self.collector = OtelCollector(
+                self.workdir,
+                grpc_port=otlp_grpc_port,
+                http_port=0 if want_proxy else otlp_http_port,
+            )
         except StackError:
             self._remove_workdir()
             raise
-        # A fault proxy in front of OTLP/HTTP only where a fault is wanted (set_fault needs it
-        # from the start, as clients are given its URL): the receiver itself has no faults.
         self._fault = (delay_ms, fail_status)
         self.otlp_proxy: FaultProxyProcess | None = None
-        want_proxy = otlp_fault_proxy or delay_ms > 0 or fail_status is not None
-        self.receiver = OtlpReceiverProcess(
-            self.workdir, grpc_port=otlp_grpc_port, http_port=0 if want_proxy else otlp_http_port
-        )
         self._otlp_proxy_port = otlp_http_port if want_proxy else None
         self._started = False
 
@@ -68,9 +71,9 @@ class Stack(Service):
     def start(self) -> Self:
         atexit.register(self.stop)
         try:
-            self.receiver.start()
+            self.collector.start()
             if self._otlp_proxy_port is not None:
-                target = self.receiver.http_endpoint
+                target = self.collector.http_endpoint
                 proxy = FaultProxyProcess(
                     target, self.workdir, "otlp-faultproxy", self._otlp_proxy_port
                 )
@@ -89,7 +92,7 @@ class Stack(Service):
         """Stop everything that was started (idempotent), Prometheus first."""
         atexit.unregister(self.stop)
         errors: list[BaseException] = []
-        for component in (self.prometheus, self.pushgateway, self.otlp_proxy, self.receiver):
+        for component in (self.prometheus, self.pushgateway, self.otlp_proxy, self.collector):
             if component is None:
                 continue
             try:
@@ -118,17 +121,17 @@ class Stack(Service):
     @property
     def otlp_http_endpoint(self) -> str:
         """Base URL for OTEL_EXPORTER_OTLP_ENDPOINT with http/protobuf (the fault proxy's, if any;
-        `receiver.http_endpoint` is the receiver's own, for reading spans)."""
-        return self.otlp_proxy.url if self.otlp_proxy is not None else self.receiver.http_endpoint
+        `collector.http_endpoint` is the Collector's own)."""
+        return self.otlp_proxy.url if self.otlp_proxy is not None else self.collector.http_endpoint
 
     @property
     def otlp_grpc_endpoint(self) -> str:
-        return self.receiver.grpc_endpoint
+        return self.collector.grpc_endpoint
 
     @property
     def pids(self) -> list[int]:
         """PIDs of the running children (tests check none is left behind)."""
-        comps = (self.pushgateway, self.prometheus, self.receiver, self.otlp_proxy)
+        comps = (self.pushgateway, self.prometheus, self.collector, self.otlp_proxy)
         return [c.process.pid for c in comps if c is not None and c.process is not None]
 
     def env(self, protocol: str = "http/protobuf") -> dict[str, str]:
@@ -154,10 +157,10 @@ class Stack(Service):
         return self.prometheus.alerts()
 
     def spans(self, **filters: str) -> list[dict[str, Any]]:
-        return self.receiver.spans(**filters)
+        return self.collector.spans(**filters)
 
     def clear_spans(self) -> int:
-        return self.receiver.clear_spans()
+        return self.collector.clear_spans()
 
     def set_fault(self, delay_ms: int = 0, fail_status: int | None = None) -> None:
         """OTLP/HTTP exports delayed, or answered `fail_status`, at the fault proxy (needs
@@ -173,4 +176,4 @@ class Stack(Service):
     def reset(self) -> None:
         """Forget pushed groups and received spans (between tests sharing one stack)."""
         self.pushgateway.wipe()
-        self.receiver.clear_spans()
+        self.collector.clear_spans()

@@ -3,7 +3,7 @@ one Pushgateway, and Prometheus still counts every single call; every call has e
 joined to its logs and to the caller's trace.
 
 The real function runs in the local runtime (awslambdaric processes, async export through the
-internal extension) against a real Pushgateway, a real Prometheus and the OTLP receiver.
+internal extension) against a real Pushgateway, a real Prometheus and the OpenTelemetry Collector.
 """
 
 from __future__ import annotations

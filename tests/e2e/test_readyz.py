@@ -1,8 +1,8 @@
 """GET /readyz tells whether telemetry is getting out, from what the layer recorded.
 
 The real function under localrt (freezing on), the real Pushgateway behind a FaultProxy, the
-OTLP receiver; in sync and async mode. Each fault is switched on, a /healthz call fails to push,
-and /readyz must say warn for ``pushgateway:push`` with the failure's kind; once the fault
+OpenTelemetry Collector; in sync and async mode. Each fault is switched on, a /healthz call fails
+to push, and /readyz must say warn for ``pushgateway:push`` with the failure's kind; once the fault
 clears and a call pushes again, it says pass. Its answer is always 200, never names a host,
 URL or credential, and /readyz calls are not counted in healthz_calls_total.
 """

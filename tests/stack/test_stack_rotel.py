@@ -1,5 +1,6 @@
-"""The function's spans through rotel, an OTLP collector nobody here wrote (Rust, PyPI `rotel`),
-and on to our OTLP receiver: over OTLP/HTTP and gRPC on each side of it."""
+"""The function's spans through rotel, a second OTLP collector nobody here wrote (Rust, PyPI
+`rotel`), and on to the project's OpenTelemetry Collector: over OTLP/HTTP and gRPC on each side
+of it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import rotel  # type: ignore[import-untyped]
 
 from stack._proc import ManagedProcess
-from stack.components import OtlpReceiverProcess
+from stack.components import OtelCollector
 from stack.net import HOST, free_port, port_in_use
 from tests.integration.direct import run_environment
 from tests.localrt.harness import wait_until
@@ -22,8 +23,8 @@ AGENT = Path(rotel.__file__).parent / "rotel-agent"
 
 
 @pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtlpReceiverProcess]:
-    with OtlpReceiverProcess(tmp_path_factory.mktemp("otlp-receiver")) as process:
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtelCollector]:
+    with OtelCollector(tmp_path_factory.mktemp("otelcol")) as process:
         yield process
 
 
@@ -61,7 +62,7 @@ class Rotel:
     ids=["http-in", "grpc-in"],
 )
 def test_spans_pass_through_rotel(
-    receiver: OtlpReceiverProcess, tmp_path: Path, inbound: str, outbound: str
+    receiver: OtelCollector, tmp_path: Path, inbound: str, outbound: str
 ) -> None:
     onward = receiver.grpc_endpoint if outbound == "grpc" else receiver.http_endpoint
     collector = Rotel(tmp_path, onward, outbound)
@@ -89,6 +90,6 @@ def test_spans_pass_through_rotel(
     assert span["transport"] == ("grpc" if outbound == "grpc" else "http")
 
 
-def _wait_for(receiver: OtlpReceiverProcess, trace_id: str) -> list[dict[str, Any]]:
+def _wait_for(receiver: OtelCollector, trace_id: str) -> list[dict[str, Any]]:
     assert wait_until(lambda: bool(receiver.spans(trace_id=trace_id)), 10), "no span arrived"
     return receiver.spans(trace_id=trace_id)

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from prometheus_client import CollectorRegistry, Counter, Histogram, push_to_gateway
 
 from stack import Sample, Stack, StackError
+from stack.gotools import OTELCOL, PUSHGATEWAY
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,13 +121,35 @@ def test_missing_binary_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
         Stack()
     monkeypatch.delenv("PROMETHEUS_BIN")
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(StackError, match="apt-get install -y prometheus-pushgateway"):
+    with pytest.raises(StackError, match="apt-get install -y prometheus"):
         Stack()
+    monkeypatch.undo()
+    for env_var in ("PUSHGATEWAY_BIN", "OTELCOL_BIN"):
+        with monkeypatch.context() as m:
+            m.setenv(env_var, "/nonexistent/binary")
+            with pytest.raises(StackError, match=env_var):
+                Stack()
     assert set(children_of(os.getpid())) == before
 
 
+def test_go_builds_are_looked_up_by_their_manifests_key(tmp_path: Path) -> None:
+    # The key the build script names the folder by (scripts/build-go-tools.sh) is the one the
+    # stack looks for: a changed manifest is never served by an older build.
+    for tool in (OTELCOL, PUSHGATEWAY):
+        built = tool.built_path()
+        assert built.parent.name == f"{tool.name}-{tool.key()}"
+        manifests = b"".join((REPO / m).read_bytes() for m in tool.manifests)  # what `cat` gives
+        digest = subprocess.run(
+            ["sha256sum"], input=manifests, capture_output=True, check=True
+        ).stdout.decode()[:16]
+        assert digest == tool.key()
+        assert os.access(built, os.X_OK), "make go-tools has not built it"
+        with pytest.raises(StackError, match="make go-tools"):
+            tool.binary(built=tmp_path)
+
+
 def test_startup_failure_stops_what_started(tmp_path: Path) -> None:
-    # Prometheus cannot bind a port that is taken: the receiver and Pushgateway that
+    # Prometheus cannot bind a port that is taken: the Collector and Pushgateway that
     # already started must be stopped again.
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -1,12 +1,15 @@
-"""The OTLP receiver, fed by the real OTLP exporters over HTTP and gRPC."""
+"""The project's OpenTelemetry Collector (tools/otelcol), fed by the real OTLP exporters over
+HTTP and gRPC, and what it accepts and refuses on OTLP/HTTP."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,26 +34,35 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from stack import Stack, StackError
-from stack.otlp_receiver import OtlpReceiver
+from stack import OtelCollector, Stack, StackError
+from tests.localrt.harness import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def _collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtelCollector]:
+    with OtelCollector(tmp_path_factory.mktemp("otelcol")) as collector:
+        yield collector
 
 
 @pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[OtlpReceiver]:
-    with OtlpReceiver(grpc_port=0, http_port=0, spans_file=tmp_path / "spans.jsonl") as r:
-        yield r
+def collector(_collector: OtelCollector) -> OtelCollector:
+    """One Collector for the module, its spans forgotten before each test."""
+    _collector.clear_spans()
+    return _collector
 
 
-def http_exporter(r: OtlpReceiver, gzip_on: bool = True) -> HttpExporter:
+def http_exporter(c: OtelCollector, gzip_on: bool = True) -> HttpExporter:
     return HttpExporter(
-        endpoint=f"{r.http_endpoint}/v1/traces",
+        endpoint=f"{c.http_endpoint}/v1/traces",
         timeout=5,
         compression=Compression.Gzip if gzip_on else Compression.NoCompression,
     )
 
 
-def grpc_exporter(r: OtlpReceiver) -> GrpcExporter:
-    return GrpcExporter(endpoint=r.grpc_endpoint, insecure=True, timeout=5)
+def grpc_exporter(c: OtelCollector) -> GrpcExporter:
+    return GrpcExporter(endpoint=c.grpc_endpoint, insecure=True, timeout=5)
 
 
 def emit_trace(exporter: SpanExporter) -> tuple[str, str]:
@@ -81,9 +93,10 @@ def emit_trace(exporter: SpanExporter) -> tuple[str, str]:
     return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
+def arrived(c: OtelCollector, count: int, **filters: str) -> list[dict[str, Any]]:
+    """The spans once `count` have been written (the file exporter flushes every 20 ms)."""
+    assert wait_until(lambda: len(c.spans(**filters)) >= count, 10), c.spans()
+    return c.spans(**filters)
 
 
 def assert_trace(
@@ -115,41 +128,37 @@ def assert_trace(
 
 
 @pytest.mark.parametrize("gzip_on", [True, False], ids=["gzip", "identity"])
-def test_http_exporter(receiver: OtlpReceiver, gzip_on: bool) -> None:
-    trace_id, server_id = emit_trace(http_exporter(receiver, gzip_on))
-    assert_trace(get_json(f"{receiver.http_endpoint}/spans"), trace_id, server_id, "http")
+def test_http_exporter(collector: OtelCollector, gzip_on: bool) -> None:
+    trace_id, server_id = emit_trace(http_exporter(collector, gzip_on))
+    assert_trace(arrived(collector, 2, trace_id=trace_id), trace_id, server_id, "http")
 
 
-def test_grpc_exporter(receiver: OtlpReceiver) -> None:
-    trace_id, server_id = emit_trace(grpc_exporter(receiver))
-    assert_trace(get_json(f"{receiver.http_endpoint}/spans"), trace_id, server_id, "grpc")
+def test_grpc_exporter(collector: OtelCollector) -> None:
+    trace_id, server_id = emit_trace(grpc_exporter(collector))
+    assert_trace(arrived(collector, 2, trace_id=trace_id), trace_id, server_id, "grpc")
 
 
-def test_spans_file_filters_and_delete(receiver: OtlpReceiver) -> None:
-    trace_a, _ = emit_trace(http_exporter(receiver))
-    trace_b, _ = emit_trace(grpc_exporter(receiver))
-    base = receiver.http_endpoint
-    assert len(get_json(f"{base}/spans")) == 4
-    only_b = get_json(f"{base}/spans?trace_id={trace_b}")
+def test_filters_and_clear(collector: OtelCollector) -> None:
+    trace_a, _ = emit_trace(http_exporter(collector))
+    trace_b, _ = emit_trace(grpc_exporter(collector))
+    assert len(arrived(collector, 4)) == 4
+    only_b = collector.spans(trace_id=trace_b)
     assert {s["trace_id"] for s in only_b} == {trace_b} and len(only_b) == 2
-    assert [s["trace_id"] for s in get_json(f"{base}/spans?name=check:db")] == [trace_a, trace_b]
-
-    req = urllib.request.Request(f"{base}/spans", method="DELETE")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        assert json.load(resp) == {"deleted": 4}
-    assert get_json(f"{base}/spans") == []
-
-    # the JSON-lines file keeps the history
-    assert receiver.store.path is not None
-    lines = receiver.store.path.read_text().splitlines()
-    assert len(lines) == 4
-    assert {json.loads(line)["trace_id"] for line in lines} == {trace_a, trace_b}
-    assert get_json(f"{base}/stats")["requests"] == {"grpc": 2, "http": 2}
+    by_db = collector.spans(name="check:db")
+    assert sorted(s["trace_id"] for s in by_db) == sorted([trace_a, trace_b])
+    assert collector.clear_spans() == 4
+    assert collector.spans() == []
+    # the Collector's files keep the history: one OTLP/JSON line per export request
+    lines = [
+        line for path in collector.span_files.values() for line in path.read_text().splitlines()
+    ]
+    assert len(lines) >= 4
+    assert all("resourceSpans" in json.loads(line) for line in lines)
 
 
-def post_traces(r: OtlpReceiver, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+def post_traces(c: OtelCollector, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
     req = urllib.request.Request(
-        f"{r.http_endpoint}/v1/traces", data=body, method="POST", headers=headers
+        f"{c.http_endpoint}/v1/traces", data=body, method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
@@ -158,29 +167,114 @@ def post_traces(r: OtlpReceiver, body: bytes, headers: dict[str, str]) -> tuple[
         return err.code, err.headers["Content-Type"], err.read()
 
 
-def test_http_protocol_details(receiver: OtlpReceiver) -> None:
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def test_http_protocol_details(collector: OtelCollector) -> None:
     empty = ExportTraceServiceRequest().SerializeToString()
     status, ctype, body = post_traces(
-        receiver,
-        gzip.compress(empty),
-        {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+        collector, gzip.compress(empty), {**PROTOBUF, "Content-Encoding": "gzip"}
     )
     assert (status, ctype) == (200, "application/x-protobuf")
     ExportTraceServiceResponse.FromString(body)  # a proper (empty) response message
+    assert post_traces(
+        collector, zlib.compress(empty), {**PROTOBUF, "Content-Encoding": "deflate"}
+    )[0] == (200)
 
-    assert (
-        post_traces(receiver, b"\xff\xff garbage", {"Content-Type": "application/x-protobuf"})[0]
-        == 400
+    assert post_traces(collector, b"\xff\xff garbage", PROTOBUF)[0] == 400
+    assert post_traces(collector, b"not gzip", {**PROTOBUF, "Content-Encoding": "gzip"})[0] == 400
+    assert post_traces(collector, empty, {**PROTOBUF, "Content-Encoding": "br"})[0] == 400
+    status, ctype, _ = post_traces(collector, b"x", {"Content-Type": "text/plain"})
+    assert status == 415
+    # Unlike the hand-written receiver it replaces, the Collector takes OTLP/JSON too
+    # (hex ids, lowerCamelCase names), which the OTLP/HTTP specification allows.
+    span = {"traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708"}
+    request = {
+        "resourceSpans": [{"scopeSpans": [{"spans": [{**span, "name": "json", "kind": 2}]}]}]
+    }
+    status, ctype, body = post_traces(
+        collector, json.dumps(request).encode(), {"Content-Type": "application/json"}
     )
-    assert (
-        post_traces(
-            receiver,
-            b"not gzip",
-            {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
-        )[0]
-        == 400
+    assert (status, ctype) == (200, "application/json") and "partialSuccess" in json.loads(body)
+    (record,) = arrived(collector, 1, name="json")
+    assert record["trace_id"] == span["traceId"] and record["kind"] == "SPAN_KIND_SERVER"
+
+
+def test_ids_of_the_wrong_length_are_refused(collector: OtelCollector) -> None:
+    # The old receiver stored any bytes as an id; the Collector refuses the whole request.
+    short = Span(trace_id=b"\x01" * 3, span_id=b"\x01" * 8, name="short")
+    body = _request(short).SerializeToString()
+    status, _, _ = post_traces(collector, body, PROTOBUF)
+    assert status == 400
+    # An all-zero trace id (invalid by the specification) is taken, and written without one.
+    zero = Span(trace_id=bytes(16), span_id=b"\x01" * 8, name="zero")
+    assert post_traces(collector, _request(zero).SerializeToString(), PROTOBUF)[0] == 200
+    (record,) = arrived(collector, 1, name="zero")
+    assert record["trace_id"] == ""
+    assert collector.spans(name="short") == []
+
+
+def _request(span: Span, scope: InstrumentationScope | None = None) -> ExportTraceServiceRequest:
+    scope_spans = ScopeSpans(scope=scope, spans=[span]) if scope else ScopeSpans(spans=[span])
+    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[scope_spans])])
+
+
+def test_every_field_of_the_span_is_kept(collector: OtelCollector) -> None:
+    # Through the Collector's pdata, its OTLP/JSON file and back through protobuf: links, their
+    # attributes and trace state, scope attributes, flags and dropped counts all survive.
+    scope = InstrumentationScope(name="s", version="1", attributes=[_kv("scope.attr", "x")])
+    span = Span(
+        trace_id=bytes(range(1, 17)),
+        span_id=bytes(range(1, 9)),
+        name="linked",
+        kind=Span.SpanKind.SPAN_KIND_CLIENT,
+        flags=0x301,
+        dropped_attributes_count=2,
+        attributes=[
+            _kv("bytes", AnyValue(bytes_value=b"\x00\xff")),
+            _kv("nested", AnyValue(kvlist_value=KeyValueList(values=[_kv("n", 7)]))),
+            KeyValue(key="unset"),
+        ],
+        links=[
+            Span.Link(
+                trace_id=b"\x11" * 16,
+                span_id=b"\x22" * 8,
+                trace_state="k=v",
+                attributes=[_kv("link.kind", "follows")],
+            )
+        ],
     )
-    assert post_traces(receiver, b"{}", {"Content-Type": "application/json"})[0] == 415
+    status, _, _ = post_traces(collector, _request(span, scope).SerializeToString(), PROTOBUF)
+    assert status == 200
+    (record,) = arrived(collector, 1, name="linked")
+    assert record["trace_id"] == bytes(range(1, 17)).hex() and record["parent_span_id"] == ""
+    assert record["kind"] == "SPAN_KIND_CLIENT"
+    assert (record["flags"], record["dropped_attributes_count"]) == (0x301, 2)
+    assert record["attributes"] == {"bytes": "00ff", "nested": {"n": 7}, "unset": None}
+    assert record["scope"]["attributes"] == {"scope.attr": "x"}
+    assert record["resource_attributes"] == {}
+    (link,) = record["links"]
+    assert link["trace_id"] == "11" * 16 and link["span_id"] == "22" * 8
+    assert link["trace_state"] == "k=v" and link["attributes"] == {"link.kind": "follows"}
+
+
+def _kv(key: str, value: str | int | AnyValue) -> KeyValue:
+    if isinstance(value, AnyValue):
+        return KeyValue(key=key, value=value)
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def test_a_taken_port_is_an_error_and_free_ports_are_retried(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(StackError, match="address already in use"):
+            OtelCollector(tmp_path / "a", grpc_port=port).start()
+    c = OtelCollector(tmp_path / "b")
+    assert c.validate().returncode == 0
 
 
 def emit_export(exporter: SpanExporter) -> SpanExportResult:
@@ -202,73 +296,10 @@ def emit_export(exporter: SpanExporter) -> SpanExportResult:
         exporter.shutdown()
 
 
-def test_every_field_of_the_span_is_kept(receiver: OtlpReceiver) -> None:
-    # json_format walks every field: links, their attributes and trace state, scope
-    # attributes, flags and dropped counts reach the record too, not only the ones a
-    # hand-written conversion thought of.
-    scope = InstrumentationScope(name="s", version="1", attributes=[_kv("scope.attr", "x")])
-    span = Span(
-        trace_id=bytes(range(16)),
-        span_id=bytes(range(8)),
-        name="linked",
-        kind=Span.SpanKind.SPAN_KIND_CLIENT,
-        flags=0x301,
-        dropped_attributes_count=2,
-        attributes=[
-            _kv("bytes", AnyValue(bytes_value=b"\x00\xff")),
-            _kv("nested", AnyValue(kvlist_value=KeyValueList(values=[_kv("n", 7)]))),
-            KeyValue(key="unset"),
-        ],
-        links=[
-            Span.Link(
-                trace_id=b"\x11" * 16,
-                span_id=b"\x22" * 8,
-                trace_state="k=v",
-                attributes=[_kv("link.kind", "follows")],
-            )
-        ],
-    )
-    request = ExportTraceServiceRequest(
-        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(scope=scope, spans=[span])])]
-    )
-    status, _, _ = post_traces(
-        receiver, request.SerializeToString(), {"Content-Type": "application/x-protobuf"}
-    )
-    assert status == 200
-    (record,) = receiver.store.spans()
-    assert record["trace_id"] == bytes(range(16)).hex() and record["parent_span_id"] == ""
-    assert record["kind"] == "SPAN_KIND_CLIENT"
-    assert (record["flags"], record["dropped_attributes_count"]) == (0x301, 2)
-    assert record["attributes"] == {"bytes": "00ff", "nested": {"n": 7}, "unset": None}
-    assert record["scope"]["attributes"] == {"scope.attr": "x"}
-    assert record["resource_attributes"] == {}
-    (link,) = record["links"]
-    assert link["trace_id"] == "11" * 16 and link["span_id"] == "22" * 8
-    assert link["trace_state"] == "k=v" and link["attributes"] == {"link.kind": "follows"}
-
-
-def _kv(key: str, value: str | int | AnyValue) -> KeyValue:
-    if isinstance(value, AnyValue):
-        return KeyValue(key=key, value=value)
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def test_the_receiver_has_no_fault_controls_of_its_own(receiver: OtlpReceiver) -> None:
-    # one mechanism for a slow or failing backend: the fault proxy (next test)
-    req = urllib.request.Request(f"{receiver.http_endpoint}/control", data=b"{}", method="PUT")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(req, timeout=5)
-    assert refused.value.code == 501  # http.server: no do_PUT at all
-    assert not hasattr(receiver, "fault")
-
-
-@pytest.mark.integration
 def test_the_stacks_otlp_faults_are_the_fault_proxys() -> None:
     with Stack(delay_ms=200) as stack:
         assert stack.otlp_proxy is not None
-        assert stack.otlp_http_endpoint == stack.otlp_proxy.url != stack.receiver.http_endpoint
+        assert stack.otlp_http_endpoint == stack.otlp_proxy.url != stack.collector.http_endpoint
 
         def target(timeout: float = 5) -> HttpExporter:  # emit_export shuts each one down
             return HttpExporter(endpoint=f"{stack.otlp_http_endpoint}/v1/traces", timeout=timeout)
@@ -284,10 +315,10 @@ def test_the_stacks_otlp_faults_are_the_fault_proxys() -> None:
         assert emit_export(target(timeout=0.5)) is SpanExportResult.FAILURE
         stack.set_fault()
         assert emit_export(target()) is SpanExportResult.SUCCESS
-        # spans are read at the receiver's own port: neither delayed nor failed
+        # spans are read from the Collector's files: neither delayed nor failed
         stack.otlp_proxy.set_mode("status", status=503)
-        assert len(stack.spans()) == 2
-        # OTLP/gRPC goes straight to the receiver (the proxy speaks HTTP/1.1 only)
+        assert wait_until(lambda: len(stack.spans()) == 2, 5), stack.spans()
+        # OTLP/gRPC goes straight to the Collector (the proxy speaks HTTP/1.1 only)
         grpc = GrpcExporter(endpoint=stack.otlp_grpc_endpoint, insecure=True, timeout=5)
         assert emit_export(grpc) is SpanExportResult.SUCCESS
         assert stack.otlp_proxy.stats()["stats"]["by_mode"] == {
@@ -298,6 +329,6 @@ def test_the_stacks_otlp_faults_are_the_fault_proxys() -> None:
         assert len(stack.pids) == 4
     with Stack() as plain:
         assert plain.otlp_proxy is None
-        assert plain.otlp_http_endpoint == plain.receiver.http_endpoint
+        assert plain.otlp_http_endpoint == plain.collector.http_endpoint
         with pytest.raises(StackError, match="no OTLP fault proxy"):
             plain.set_fault(delay_ms=100)

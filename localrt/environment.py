@@ -187,6 +187,7 @@ class Environment:
                 on_slot_free=lambda inv: slot_free(self, inv),
             )
             self.api = self.lmi_api
+            self.lmi_api.pid_of_port = lambda port: _worker_pids(self.pid).get(port)
         else:
             self.lmi_api = None
             self.api = RuntimeApi(

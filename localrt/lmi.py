@@ -42,7 +42,8 @@ MAX_EXTENSIONS = 10  # core.MaxAgentsAllowed in the emulator
 
 @dataclass
 class Worker:
-    """One worker process, known by its keep-alive connection to the Runtime API."""
+    """One worker process: its connections to the Runtime API are told apart by pid (a worker
+    opens a new connection after an answer it did not expect, e.g. 400 to a late response)."""
 
     name: str
     port: int  # the worker's local port: its pid is found from it
@@ -77,6 +78,9 @@ class LmiRuntimeApi(RuntimeApi):
         self._reserved = 0  # slots promised to the pool, event not dispatched yet
         self._inflight: dict[str, Invocation] = {}  # taken by a worker, not back in /next
         self._workers: dict[int, Worker] = {}  # by id() of the connection's handler
+        self._by_pid: dict[int, Worker] = {}
+        # local port of a runtime connection -> pid of the worker process (set by Environment)
+        self.pid_of_port: Callable[[int], int | None] = lambda _port: None
 
     # ---- scheduler side -------------------------------------------------------------
 
@@ -128,7 +132,7 @@ class LmiRuntimeApi(RuntimeApi):
 
     def workers(self) -> list[Worker]:
         with self._cond:
-            return list(self._workers.values())
+            return list({id(w): w for w in self._workers.values()}.values())
 
     def abandon(self, outcome: str, message: str) -> Invocation | None:
         with self._cond:
@@ -153,11 +157,14 @@ class LmiRuntimeApi(RuntimeApi):
 
     def runtime_next(self, conn: object = None) -> Invocation | None:
         freed: Invocation | None = None
+        pid: int | None = None
+        if id(conn) not in self._workers:  # a new connection: whose is it? (outside our lock)
+            pid = self.pid_of_port(int(getattr(conn, "client_address", ("", 0))[1]))
         with self._cond:
             if self.t_first_next is None:
                 self.t_first_next = time.monotonic()
                 self._registration_open = False  # the emulator: closed at the first /next
-            worker = self._worker_locked(conn)
+            worker = self._worker_locked(conn, pid)
             if worker.current is not None:
                 freed, worker.current = worker.current, None
                 self._inflight.pop(freed.request_id, None)
@@ -194,12 +201,17 @@ class LmiRuntimeApi(RuntimeApi):
             self._inflight[inv.request_id] = inv
             return inv
 
-    def _worker_locked(self, conn: object) -> Worker:
+    def _worker_locked(self, conn: object, pid: int | None) -> Worker:
         key = id(conn)
         worker = self._workers.get(key)
         if worker is None:
             address = getattr(conn, "client_address", ("", 0))
-            worker = Worker(f"worker-{len(self._workers) + 1}", int(address[1]))
+            worker = self._by_pid.get(pid) if pid is not None else None
+            if worker is None:
+                known = len({id(w) for w in self._workers.values()})
+                worker = Worker(f"worker-{known + 1}", int(address[1]), pid=pid)
+                if pid is not None:
+                    self._by_pid[pid] = worker
             self._workers[key] = worker
         return worker
 

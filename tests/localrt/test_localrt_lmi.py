@@ -332,3 +332,26 @@ def test_the_worker_count_comes_from_the_template_as_sam_reads_it(tmp_path: Path
     }
     # !If on a parameter's condition and !Ref resolved with their defaults; SAM's default 4.
     assert workers == {"Conditional": 6, "Unmanaged": None, "DefaultWorkers": 4, "OnDemand": None}
+
+
+def test_an_event_past_its_deadline_fails_alone(
+    start_localrt: Callable[..., LocalRT], tmp_path: Path
+) -> None:
+    rt = lmi_rt(start_localrt, tmp_path, "--concurrency", "1", "--max-concurrency", "2")
+    served(rt)  # cold start
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        slow = pool.submit(rt.get, "/lmi/x", params={"sleep": "3.6"})  # Timeout is 3 s
+        time.sleep(0.2)
+        quick = served(rt, sleep="0.1")
+        resp = slow.result()
+    assert resp.status_code == 502
+    assert "Task timed out after 3.00 seconds" in rt.text()
+    assert quick["pid"]
+    # The environment was not killed: the late worker comes back to /next and serves again.
+    assert wait_until(
+        lambda: all(w["state"] == "idle" for w in rt.stats()["environments"][0]["workers"]), 5
+    )
+    assert {served(rt)["ppid"] for _ in range(3)} == {quick["ppid"]}
+    stats = rt.stats()
+    assert stats["summary"]["environments_started"] == 1
+    assert [r["outcome"] for r in stats["invocations"]].count("timeout") == 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lambda_observability.flush import GAP_WINDOW
+from lambda_observability.export.policy import GAP_WINDOW
 from stack import Stack
 from stack.faultproxy import FaultProxy
 from tests.e2e.test_proof import TEMPLATE

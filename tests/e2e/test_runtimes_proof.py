@@ -54,7 +54,7 @@ DELAY_MS = 100
 TEMPLATE = ROOT / "template.yaml"
 CODE_DIR = ROOT / "functions" / "healthz"
 LAYER_DIR = ROOT / "layers" / "observability" / "python"
-RUNTIMES = ["localrt-classic", "rie-classic"]  # LMI: added once the layer supports it
+RUNTIMES = ["localrt-classic", "rie-classic", "localrt-lmi", "rie-lmi"]
 _RTDONE = re.compile(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: ([\d.]+)ms\)")
 _START = re.compile(r"INVOKE START\(requestId: ([0-9a-f-]+)\)")
 

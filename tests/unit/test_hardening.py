@@ -429,6 +429,8 @@ def test_log_line_span_and_counter_agree_on_cold_start(initialization: str, cold
         [str(EVENTS / "rest-get.json")],
         {
             "AWS_LAMBDA_INITIALIZATION_TYPE": initialization,
+            # Spans printed before the handler returns, LMI's background timer included.
+            "OBSERVABILITY_EXPORT_MODE": "sync",
             "OTEL_TRACES_EXPORTER": "console",
             "PYTHONIOENCODING": "utf-8",
         },

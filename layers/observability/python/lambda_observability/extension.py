@@ -50,13 +50,14 @@ class ExtensionClient:
         self._sock: socket.socket | None = None
         self._reader: io.BufferedReader | None = None
 
-    def register(self) -> str:
-        """Register for INVOKE events (internal extensions may not ask for SHUTDOWN)."""
+    def register(self, events: tuple[str, ...] = ("INVOKE",)) -> str:
+        """Register for ``events``: INVOKE on demand (internal extensions may not ask for
+        SHUTDOWN), none at all on Lambda Managed Instances, which allows no other."""
         status, headers, body = self._request(
             "POST",
             f"/{_API_VERSION}/extension/register",
             {"Lambda-Extension-Name": EXTENSION_NAME, "Content-Type": "application/json"},
-            json.dumps({"events": ["INVOKE"]}).encode(),
+            json.dumps({"events": list(events)}).encode(),
             timeout=self._register_timeout,
         )
         identifier = headers.get("lambda-extension-identifier")

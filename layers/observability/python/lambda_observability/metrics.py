@@ -19,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from . import workers
+
 
 def _defer_package_init(name: str = "prometheus_client") -> None:
     """Register ``name`` as a package whose ``__init__`` runs on first attribute access.
@@ -62,6 +64,9 @@ def _defer_package_init(name: str = "prometheus_client") -> None:
         importlib.import_module(f"{name}.{collector}")
 
 
+# On Lambda Managed Instances the workers' values go to one shared directory (workers.py),
+# which prometheus-client reads from PROMETHEUS_MULTIPROC_DIR when it is imported.
+SHARED_DIRECTORY = workers.prepare()
 _defer_package_init()
 
 from prometheus_client.metrics import (  # noqa: E402  (after the deferral above)
@@ -129,3 +134,18 @@ def total(counter: Counter) -> float:
             if sample.name.endswith("_total"):
                 return sample.value
     return 0.0
+
+
+def environment_registry() -> tuple[CollectorRegistry, str]:
+    """What this environment pushes, and its group's instance id.
+
+    One worker's registry and its instance id; on Lambda Managed Instances, the sum of every
+    worker's values (prometheus-client's multiprocess mode) and the environment's id.
+    """
+    if SHARED_DIRECTORY is None:
+        return REGISTRY, INSTANCE_ID
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    summed = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(summed, str(SHARED_DIRECTORY))  # type: ignore[no-untyped-call]
+    return summed, workers.environment_id(SHARED_DIRECTORY)

@@ -6,7 +6,8 @@
   ``pushgateway`` (the metrics registry), over ``http_client`` with ``secrets`` for basic auth;
 - *when*: ``policy`` (after every call while traffic is sparse, once per interval while busy)
   asked by a trigger: ``sync`` (before the handler returns) or ``asynchronous`` (from an
-  internal extension, after the response);
+  internal extension, after the response) or, on Lambda Managed Instances, ``timer`` (a
+  background thread of each worker);
 - ``failures``: every failure counted, logged at most once a minute, kept for ``/readyz``.
 
 ``OBSERVABILITY_EXPORT_MODE=auto`` (the default) is async where the Extensions API answers and
@@ -18,7 +19,9 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from .. import environment, metrics, workers
 from ..config import Settings
+from ..extension import ExtensionClient
 from ..logs import logger
 from ..shutdown import install as install_sigterm_flush
 from ..tracing import Tracing
@@ -29,8 +32,10 @@ from .policy import ExportPolicy
 from .pushgateway import PushgatewayBackend
 from .spans import SpanBackend
 from .sync import SyncFlush
+from .timer import TimerFlush
 
-# Lambda gives the runtime 500 ms between SIGTERM and SIGKILL when internal extensions exist.
+# Lambda gives the runtime 500 ms between SIGTERM and SIGKILL when internal extensions exist
+# (600 ms on Lambda Managed Instances).
 SHUTDOWN_BUDGET_SECONDS = 0.4
 
 __all__ = ["Backend", "Exporter", "Flush", "backends", "current", "exporter_for", "start"]
@@ -57,7 +62,10 @@ def backends(
     """The backends the configuration names, spans first."""
     found: list[Backend] = [SpanBackend(tracing.queue, source)]
     if settings.pushgateways:
-        found.append(PushgatewayBackend(settings, source))
+        registry, instance = metrics.environment_registry()
+        shared = metrics.SHARED_DIRECTORY
+        leader = workers.Leader(shared).held if shared is not None else None
+        found.append(PushgatewayBackend(settings, source, registry, instance, leader))
     return found
 
 
@@ -75,12 +83,20 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
     policy = ExportPolicy(settings.export_interval, settings.export_sparse_gap)
     flush: Flush = SyncFlush(exporter, policy)
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
-    if settings.export_mode != "sync":
+    if settings.export_mode != "sync" and environment.is_managed_instances():
+        # Never frozen, no billed milliseconds: a background timer, off the request path.
+        timer = TimerFlush(exporter, policy)
+        flush, reason = (
+            timer,
+            "Lambda Managed Instances: "
+            + timer.start(
+                ExtensionClient(settings.runtime_api) if settings.runtime_api else None, source
+            ),
+        )
+    elif settings.export_mode != "sync":
         if settings.runtime_api is None:
             reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
         else:
-            from ..extension import ExtensionClient
-
             candidate = AsyncFlush(exporter, policy, ExtensionClient(settings.runtime_api), source)
             try:
                 candidate.start()

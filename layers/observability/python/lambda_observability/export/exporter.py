@@ -31,8 +31,11 @@ class Backend(Protocol):
     def prepare(self) -> None:
         """Load what ``send`` needs, before its deadline starts (imports, not I/O)."""
 
-    def send(self, deadline: float, final: bool = False) -> None:
-        """Send by ``deadline`` (``time.monotonic``); ``final``: the last export (SIGTERM)."""
+    def send(self, deadline: float, final: bool = False) -> bool | None:
+        """Send by ``deadline`` (``time.monotonic``); ``final``: the last export (SIGTERM).
+
+        False: nothing was sent, by design (not this worker's turn): no outcome to record.
+        """
 
     def checks(self) -> dict[str, str]:
         """Readiness check name -> the reporter's backend name whose outcome answers it."""
@@ -88,11 +91,12 @@ class Exporter:
             outcomes[backend.name] = False
             return
         try:
-            backend.send(deadline, final)
+            sent = backend.send(deadline, final)
         except Exception as error:  # a bug in a backend is contained too
             # A step of the backend's own (its credentials) may name itself.
             self._reporter.failed(getattr(error, "backend", None) or backend.name, error)
             outcomes[backend.name] = False
         else:
-            self._reporter.succeeded(backend.name)
-            outcomes[backend.name] = True
+            if sent is not False:
+                self._reporter.succeeded(backend.name)
+                outcomes[backend.name] = True

@@ -115,12 +115,26 @@ def push(
 
 
 class PushgatewayBackend:
+    """Pushes ``registry`` as the group ``instance``; with ``leader``, only while it says so,
+    except for the final push (every LMI worker sends the environment's sum at SIGTERM, so
+    that the last one to finish carries every count)."""
+
     name = "pushgateway"
     carries_failures = True
 
-    def __init__(self, settings: Settings, reporter: FailureReporter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reporter: FailureReporter,
+        registry: CollectorRegistry = REGISTRY,
+        instance: str = INSTANCE_ID,
+        leader: Callable[[], bool] | None = None,
+    ) -> None:
         self._settings = settings
         self._reporter = reporter
+        self._registry = registry
+        self.instance = instance
+        self._leader = leader
         self._secret = (
             BasicAuthSecret(settings.pushgateway_auth_secret_arn, settings.pushgateway_timeout)
             if settings.pushgateway_auth_secret_arn
@@ -136,7 +150,9 @@ class PushgatewayBackend:
     def prepare(self) -> None:
         push_code()
 
-    def send(self, deadline: float, final: bool = False) -> None:
+    def send(self, deadline: float, final: bool = False) -> bool:
+        if self._leader is not None and not final and not self._leader():
+            return False  # another worker pushes the environment's group
         deadline = min(deadline, time.monotonic() + self._settings.pushgateway_timeout)
         credentials = None
         if self._secret is not None:
@@ -144,4 +160,12 @@ class PushgatewayBackend:
             self._reporter.succeeded("secrets")
         if deadline <= time.monotonic():
             raise DeadlineError("no time left to push")
-        push(self._settings.pushgateways, self._settings.pushgateway_job, deadline, credentials)
+        push(
+            self._settings.pushgateways,
+            self._settings.pushgateway_job,
+            deadline,
+            credentials,
+            registry=self._registry,
+            instance=self.instance,
+        )
+        return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -119,6 +120,7 @@ class SpanBackend:
         self._reporter = reporter
         self._targets = [_Target(name, None, queue) for name in exporter_names(env)]
         self._lock = threading.Lock()  # guards the lists below, never held across I/O
+        self._landed = threading.Condition(self._lock)  # the export in flight has ended
         self._in_flight: list[ReadableSpan] = []
         self._dropped_seen = 0
         queue.flush = self.flush
@@ -143,14 +145,22 @@ class SpanBackend:
             self._targets = [] if exporter is None else [_Target("custom", exporter, self.queue)]
         self.queue.requeue(kept)
 
-    def send(self, deadline: float, final: bool = False) -> None:
+    def send(self, deadline: float, final: bool = False) -> bool:
         """Send queued spans by ``deadline``; SpanExportError if any were kept.
 
-        ``final`` (the SIGTERM flush) also resends the spans of an export still in flight,
-        which the process exit would otherwise lose: at least once rather than at most once.
+        ``final`` (the SIGTERM flush) first waits for an export in flight, then resends its
+        spans only if it has not ended, since the process exit would lose them: at least once
+        rather than at most once, and exactly once whenever that export ends in time.
         """
         fresh = self.queue.drain()
         with self._lock:
+            if final and self._in_flight:
+                # An export in flight usually lands: wait for it (half the budget at most)
+                # rather than send its spans twice; resend them only if it is still out.
+                self._landed.wait_for(
+                    lambda: not self._in_flight,
+                    timeout=max(deadline - time.monotonic(), 0.0) / 2,
+                )
             targets = list(self._targets)
             if final:
                 fresh = self._in_flight + fresh
@@ -170,12 +180,14 @@ class SpanBackend:
         with self._lock:
             if not final:
                 self._in_flight = []
+                self._landed.notify_all()
         self._report_drops()
         if errors:
             reasons = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
             raise SpanExportError(
                 reasons + "; spans kept for the next export", causes=tuple(errors)
             )
+        return True
 
     def pending(self) -> int:
         """Spans waiting for an export (queued, or kept after a failure)."""
@@ -185,8 +197,6 @@ class SpanBackend:
 
     def flush(self, timeout_millis: int) -> bool:
         """``TracerProvider.force_flush``: export what is queued now; False if it failed."""
-        import time
-
         try:
             self.send(time.monotonic() + timeout_millis / 1000)
         except Exception as error:

@@ -55,11 +55,71 @@ class _NoManagedPolicies:
         return {}
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def _condition(template: dict[str, Any], values: Mapping[str, Any], expr: Any) -> Any:
+    """A condition's value (or an operand's), from parameter values and defaults only."""
+    if isinstance(expr, dict) and len(expr) == 1:
+        ((key, arg),) = expr.items()
+        if key == "Ref":
+            return values[arg]
+        if key == "Condition":
+            return _condition(template, values, template["Conditions"][arg])
+        if key == "Fn::Equals":
+            a, b = (_condition(template, values, x) for x in arg)
+            return str(a) == str(b)
+        if key == "Fn::Not":
+            return not _condition(template, values, arg[0])
+        if key == "Fn::And":
+            return all(_condition(template, values, x) for x in arg)
+        if key == "Fn::Or":
+            return any(_condition(template, values, x) for x in arg)
+        raise AssertionError(f"unexpected {key} in a condition")
+    return expr
+
+
+def _resolve_ifs(template: dict[str, Any], values: Mapping[str, Any], node: Any) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, if_true, if_false = node["Fn::If"]
+            chosen = if_true if _condition(template, values, {"Condition": name}) else if_false
+            return _resolve_ifs(template, values, chosen)
+        resolved = {k: _resolve_ifs(template, values, v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v != NO_VALUE}
+    if isinstance(node, list):
+        items = [_resolve_ifs(template, values, v) for v in node]
+        return [v for v in items if v != NO_VALUE]
+    return node
+
+
+def language_extensions(
+    template: dict[str, Any], parameters: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """What the AWS::LanguageExtensions transform, which CloudFormation runs before SAM's, does
+    here: each Fn::If of the resources and outputs replaced by its branch (every condition
+    depends on parameters only), an AWS::NoValue branch removing the property. It inlines the
+    parameters' values as well, which CloudFormation does later anyway: left as Refs here.
+    (SAM CLI's samcli.lib.cfn_language_extensions, in its local partial mode, also drops the
+    Fn::Sub around a ${AWS::StackName} it cannot resolve, so it cannot stand in for the service.)
+    """
+    assert template["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+    values = {
+        name: spec.get("Default", "") for name, spec in template.get("Parameters", {}).items()
+    }
+    values.update(parameters or {})
+    for section in ("Resources", "Outputs"):
+        template[section] = _resolve_ifs(template, values, template.get(section, {}))
+    template["Transform"] = "AWS::Serverless-2016-10-31"
+    return template
+
+
 def sam_transform(parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """template.yaml through aws-sam-translator, as CloudFormation's transform runs it on deploy."""
+    """template.yaml through the transforms CloudFormation runs on deploy: AWS::LanguageExtensions,
+    then aws-sam-translator's AWS::Serverless-2016-10-31."""
     from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
-    template = copy.deepcopy(load_template())
+    template = language_extensions(copy.deepcopy(load_template()), parameters)
     resources = template["Resources"]
     resources["HealthzFunction"]["Properties"]["ImageUri"] = FAKE_IMAGE_URI
     for logical_id, (key, uri) in FAKE_ZIP_URIS.items():

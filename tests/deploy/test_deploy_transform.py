@@ -85,14 +85,11 @@ def test_health_function_is_an_image_behind_the_live_alias(transformed: Transfor
     assert "Runtime" not in props and "Handler" not in props
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["Timeout"] == 3 and props["MemorySize"] == 256
-    assert props["ReservedConcurrentExecutions"] == {
-        "Fn::If": [
-            "HasReservedConcurrency",
-            {"Ref": "ReservedConcurrency"},
-            {"Ref": "AWS::NoValue"},
-        ]
-    }
+    # AWS::LanguageExtensions resolves the template's !If before SAM's transform: 0 reserves none.
+    assert props["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
     assert load_template()["Parameters"]["ReservedConcurrency"]["Default"] == 10
+    unreserved = transformed(ReservedConcurrency="0")["Resources"]["HealthzFunction"]
+    assert "ReservedConcurrentExecutions" not in unreserved["Properties"]
     (alias,) = of_type(out, "AWS::Lambda::Alias").values()
     assert alias["Properties"]["Name"] == "live"
     assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
@@ -221,9 +218,12 @@ def test_least_privilege_roles(transformed: Transformed, function: str, log_grou
     assert by_action['["secretsmanager:GetSecretValue"]']["Resource"] == {
         "Ref": "PushgatewayAuthSecretArn"
     }
-    (secret_policy,) = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
-    assert secret_policy["Fn::If"][0] == "HasAuthSecret"
-    assert secret_policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    names = [p["PolicyName"] for p in role["Properties"]["Policies"]]
+    assert "read-pushgateway-auth-secret" in names
+    without_secret = _role_of(transformed(PushgatewayUrl=PG), function)
+    assert [p["PolicyName"] for p in without_secret["Properties"]["Policies"]] == [
+        n for n in names if n != "read-pushgateway-auth-secret"
+    ]
     # "*" only where the service has no resource-level permissions (X-Ray).
     for s in stmts:
         if s["Resource"] == "*":
@@ -362,3 +362,152 @@ def test_image_metadata_points_at_the_dockerfile() -> None:
     meta = load_template()["Resources"]["HealthzFunction"]["Metadata"]
     assert meta["DockerContext"] == "."
     assert (ROOT / meta["Dockerfile"]).is_file()
+
+
+# Lambda Managed Instances (ManagedInstances=true): IDs as a deployment would pass them.
+LMI = {
+    "ManagedInstances": "true",
+    "ManagedInstancesSubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "ManagedInstancesSecurityGroupIds": "sg-0123456789abcdef0",
+}
+LMI_RESOURCES = ("HealthzCapacityProvider", "HealthzCapacityProviderOperatorRole")
+
+
+def test_managed_instances_config_is_on_the_function_resource() -> None:
+    """localrt reads PerExecutionEnvironmentMaxConcurrency here (not in Globals)."""
+    doc = load_template()
+    assert "CapacityProviderConfig" not in doc["Globals"]["Function"]
+    condition, on, off = doc["Resources"]["HealthzFunction"]["Properties"][
+        "CapacityProviderConfig"
+    ]["Fn::If"]
+    assert condition == "UseManagedInstances" and off == {"Ref": "AWS::NoValue"}
+    assert on == {
+        "Arn": {"Fn::GetAtt": ["HealthzCapacityProvider", "Arn"]},
+        "ExecutionEnvironmentMemoryGiBPerVCpu": {"Ref": "ManagedInstancesMemoryGiBPerVCpu"},
+        "PerExecutionEnvironmentMaxConcurrency": {"Ref": "PerExecutionEnvironmentMaxConcurrency"},
+    }
+    params = doc["Parameters"]
+    assert params["ManagedInstances"]["Default"] == "false"  # off by default
+    assert doc["Conditions"]["UseManagedInstances"] == {
+        "Fn::Equals": [{"Ref": "ManagedInstances"}, "true"]
+    }
+    assert params["PerExecutionEnvironmentMaxConcurrency"]["Default"] == 4  # sam local's default
+    assert params["ManagedInstancesMemorySize"]["MinValue"] == 2048  # LMI's smallest function
+    for name in LMI_RESOURCES:
+        assert doc["Resources"][name]["Condition"] == "UseManagedInstances"
+
+
+def test_sam_alone_refuses_the_conditional_capacity_provider_config() -> None:
+    """Why the template declares AWS::LanguageExtensions: without it the !If reaches SAM."""
+    from samtranslator.model.exceptions import (  # type: ignore[import-untyped]
+        InvalidDocumentException,
+    )
+    from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
+    from tests.deploy.conftest import sam_transform
+
+    assert sam_transform()  # with the language extensions first, it transforms
+    template = load_template()
+    template["Transform"] = "AWS::Serverless-2016-10-31"
+    resources = template["Resources"]
+    resources["HealthzFunction"]["Properties"]["ImageUri"] = FAKE_IMAGE_URI
+    resources["PushgatewayJanitorFunction"]["Properties"]["CodeUri"] = "s3://artifacts/j.zip"
+    resources["ObservabilityLayer"]["Properties"]["ContentUri"] = "s3://artifacts/l.zip"
+
+    class NoPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    with pytest.raises(InvalidDocumentException, match="Invalid CapacityProviderConfig"):
+        transform(template, {}, NoPolicies())
+
+
+def test_on_demand_by_default_nothing_of_managed_instances(transformed: Transformed) -> None:
+    out = transformed()
+    props = out["Resources"]["HealthzFunction"]["Properties"]
+    assert "CapacityProviderConfig" not in props
+    assert props["LoggingConfig"]["LogFormat"] == "Text"
+    assert props["MemorySize"] == 256
+    # CloudFormation skips the resources of a false condition: none is created.
+    lmi = {
+        k: v
+        for k, v in out["Resources"].items()
+        if v["Type"] == "AWS::Lambda::CapacityProvider" or k in LMI_RESOURCES
+    }
+    assert set(lmi) == set(LMI_RESOURCES)
+    assert all(v["Condition"] == "UseManagedInstances" for v in lmi.values())
+    versions = of_type(out, "AWS::Lambda::Version").values()
+    assert all(v["DeletionPolicy"] == "Retain" for v in versions)
+
+
+def test_managed_instances_capacity_provider_and_function(transformed: Transformed) -> None:
+    out = transformed(**LMI)
+    (provider_id,) = of_type(out, "AWS::Lambda::CapacityProvider")
+    assert provider_id == "HealthzCapacityProvider"
+    provider = out["Resources"][provider_id]["Properties"]
+    assert provider["VpcConfig"] == {
+        "SubnetIds": {"Ref": "ManagedInstancesSubnetIds"},
+        "SecurityGroupIds": {"Ref": "ManagedInstancesSecurityGroupIds"},
+    }
+    assert provider["InstanceRequirements"] == {"Architectures": ["x86_64"]}
+    assert provider["PermissionsConfig"] == {
+        "CapacityProviderOperatorRoleArn": {
+            "Fn::GetAtt": ["HealthzCapacityProviderOperatorRole", "Arn"]
+        }
+    }
+    role = out["Resources"]["HealthzCapacityProviderOperatorRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert role["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSLambdaManagedEC2ResourceOperator"}
+    ]
+    assert "Policies" not in role  # AWS's managed operator policy only
+
+    fn = out["Resources"]["HealthzFunction"]["Properties"]
+    assert fn["CapacityProviderConfig"] == {
+        "LambdaManagedInstancesCapacityProviderConfig": {
+            "CapacityProviderArn": {"Fn::GetAtt": ["HealthzCapacityProvider", "Arn"]},
+            "ExecutionEnvironmentMemoryGiBPerVCpu": {"Ref": "ManagedInstancesMemoryGiBPerVCpu"},
+            "PerExecutionEnvironmentMaxConcurrency": {
+                "Ref": "PerExecutionEnvironmentMaxConcurrency"
+            },
+        }
+    }
+    assert fn["LoggingConfig"]["LogFormat"] == "JSON"  # the only format LMI accepts
+    assert fn["MemorySize"] == {"Ref": "ManagedInstancesMemorySize"}
+    assert "VpcConfig" not in fn  # the capacity provider has the VPC (SAM: mutually exclusive)
+    # Same function, same alias and gradual deployment as on demand.
+    (alias,) = of_type(out, "AWS::Lambda::Alias").values()
+    assert alias["Properties"]["Name"] == "live"
+    assert of_type(out, "AWS::CodeDeploy::DeploymentGroup")
+    # SAM deletes replaced versions of LMI functions (each keeps execution environments up).
+    versions = of_type(out, "AWS::Lambda::Version").values()
+    assert versions and all(v["DeletionPolicy"] == "Delete" for v in versions)
+
+
+def test_rules_refuse_managed_instances_without_a_network() -> None:
+    (rule,) = load_template()["Rules"].values()
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ManagedInstances"}, "true"]}
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert asserted == [
+        {"Fn::Not": [{"Fn::Contains": [{"Ref": "ManagedInstancesSubnetIds"}, ""]}]},
+        {"Fn::Not": [{"Fn::Contains": [{"Ref": "ManagedInstancesSecurityGroupIds"}, ""]}]},
+    ]
+
+
+def test_samconfig_lmi_environment_turns_managed_instances_on(transformed: Transformed) -> None:
+    import shlex
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploy = config["lmi"]["deploy"]["parameters"]
+    overrides = dict(o.split("=", 1) for o in shlex.split(deploy["parameter_overrides"]))
+    assert overrides["ManagedInstances"] == "true"
+    assert set(overrides) <= set(load_template()["Parameters"])
+    assert overrides["ManagedInstancesSubnetIds"] and overrides["ManagedInstancesSecurityGroupIds"]
+    out = transformed(**overrides)
+    assert "CapacityProviderConfig" in out["Resources"]["HealthzFunction"]["Properties"]
+    # Every environment deploys a template with a macro (AWS::LanguageExtensions).
+    for env in config.values():
+        if isinstance(env, dict) and "deploy" in env:
+            assert "CAPABILITY_AUTO_EXPAND" in env["deploy"]["parameters"]["capabilities"]

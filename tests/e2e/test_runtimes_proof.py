@@ -372,8 +372,9 @@ def test_counts_spans_and_latency_under_concurrency_then_graceful_stop(
     check_counts_and_spans(run, spans, total, report)
     # (c) at least 100 warm calls measured (each process's first call left out), and they did
     # not wait for the 100 ms export: an export on the request path costs every call >= 100 ms;
-    # a busy machine's scheduler may stall a few (3 in 100 allowed), and the median stays far.
+    # a busy machine's scheduler may stall a few (5 in 100 allowed: seen up to 3 with a load
+    # average of 7 on 2 CPUs, under the LMI emulator), and the median stays far below.
     assert len(warm) >= CALLS - 2 * CLIENTS, report
     slow = [ms for ms in warm if ms >= DELAY_MS]
-    assert len(slow) <= max(2, 3 * len(warm) // 100), report
+    assert len(slow) <= 5 * len(warm) // 100, report
     assert statistics.median(warm) < DELAY_MS / 2, report

@@ -46,6 +46,20 @@ def env_reads(*paths: Path) -> set[str]:
                         arg = node.args[0] if node.args else None
                         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                             names.add(arg.value)
+                    # The layer's readers: config.number(env, "X", ...), choice(env, "X", ...)
+                    if node.func.attr in ("number", "choice") and len(node.args) >= 2:
+                        name = node.args[1]
+                        if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                            names.add(name.value)
+                elif (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id in ("number", "choice")
+                    and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant)
+                    and isinstance(node.args[1].value, str)
+                ):
+                    names.add(node.args[1].value)
                 elif (
                     isinstance(node, ast.Subscript)
                     and re.search(r"\b(env|environ)$", ast.unparse(node.value))
@@ -64,7 +78,13 @@ NOT_DECLARED = {
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
     "AWS_LAMBDA_LOG_STREAM_NAME",
     "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_MAX_CONCURRENCY",  # from PerExecutionEnvironmentMaxConcurrency, on LMI
     "AWS_REGION",
+    # The workers' shared directory on LMI: made per environment unless a user sets it.
+    "PROMETHEUS_MULTIPROC_DIR",
+    # Powertools' legacy name for POWERTOOLS_LOG_LEVEL, read when that is unset.
+    "LOG_LEVEL",
     # Per-signal OpenTelemetry overrides of the declared OTEL_EXPORTER_OTLP_* variables. An
     # empty value is not "unset" to the OpenTelemetry SDK (an empty TRACES_ENDPOINT replaces the
     # declared endpoint), so they cannot be declared with a neutral default.

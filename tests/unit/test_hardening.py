@@ -458,3 +458,12 @@ def _fresh_invoke(variables: dict[str, str], event: Path = EVENTS / "rest-get.js
         [str(event)],
         {"OBSERVABILITY_EXPORT_MODE": "sync", "PYTHONIOENCODING": "utf-8", **variables},
     )
+
+
+def test_a_body_cut_short_of_its_length_is_no_success() -> None:
+    """read(amt), used for the cap, does not raise on a truncated body as read() did."""
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
+    with answering(fixed(cut)) as port:
+        with pytest.raises(TelemetryError) as caught:
+            http_client.request(f"http://127.0.0.1:{port}/", "PUT", time.monotonic() + 2, body=b"")
+    assert caught.value.kind == "malformed"

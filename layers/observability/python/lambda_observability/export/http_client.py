@@ -295,6 +295,11 @@ def _request(
         if len(data) > max_body:
             connection.close()  # the rest of the answer is never read
             raise TelemetryError(f"answer larger than {max_body} bytes", kind="too large")
+        if answer.length:
+            # read(amt) does not raise for a body cut short of its Content-Length: the
+            # server may not have taken the request as sent, so it is no success.
+            connection.close()
+            raise TelemetryError("answer ended before its Content-Length", kind="malformed")
         response = Response(
             answer.status,
             answer.reason,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from lambda_observability.export.pushgateway import PushgatewayBackend, push
 from lambda_observability.extension import ExtensionClient, ExtensionError
 from lambda_observability.logs import dumps, log_level
 from tests.conftest import EVENTS, ROOT
+from tests.loopback import answering, fixed
 
 HEALTHZ = ROOT / "functions" / "healthz"
 
@@ -55,45 +55,6 @@ def dropping_syns(count: int) -> Iterator[list[int]]:
             filler.connect(("127.0.0.1", port))
             ports.append(port)
         yield ports
-
-
-@contextlib.contextmanager
-def answering(
-    answer: Callable[[socket.socket], None], received: list[bytes] | None = None
-) -> Iterator[int]:
-    """A loopback server that reads a request (kept in ``received``), then runs ``answer``."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                data = conn.recv(65536)
-                if received is not None:
-                    received.append(data)
-                with contextlib.suppress(OSError):
-                    answer(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
-
-
-def fixed(data: bytes) -> Callable[[socket.socket], None]:
-    return lambda conn: conn.sendall(data)
 
 
 def endless(head: bytes, piece: bytes) -> Callable[[socket.socket], None]:
@@ -463,7 +424,6 @@ def _fresh_invoke(variables: dict[str, str], event: Path = EVENTS / "rest-get.js
 def test_a_body_cut_short_of_its_length_is_no_success() -> None:
     """read(amt), used for the cap, does not raise on a truncated body as read() did."""
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
-    with answering(fixed(cut)) as port:
-        with pytest.raises(TelemetryError) as caught:
-            http_client.request(f"http://127.0.0.1:{port}/", "PUT", time.monotonic() + 2, body=b"")
+    with answering(fixed(cut)) as port, pytest.raises(TelemetryError) as caught:
+        http_client.request(f"http://127.0.0.1:{port}/", "PUT", time.monotonic() + 2, body=b"")
     assert caught.value.kind == "malformed"

@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,36 +25,12 @@ from lambda_observability.instrument import instrumentation
 from stack.net import free_port
 from tests import planted
 from tests.faults.campaign import unresolvable
+from tests.loopback import answering, fixed
 
 
-@contextlib.contextmanager
-def _server(answer: bytes | None) -> Iterator[int]:
+def _server(answer: bytes | None) -> contextlib.AbstractContextManager[int]:
     """A loopback server that reads a request, then answers ``answer`` (None: stays silent)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
-                if answer is None:
-                    stop.wait(2)
-                else:
-                    conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield int(sock.getsockname()[1])
-    stop.set()
-    thread.join()
-    sock.close()
+    return answering(fixed(answer) if answer is not None else lambda conn: time.sleep(2))
 
 
 def _push_error(url: str) -> BaseException:

@@ -146,6 +146,9 @@ def run_localrt(name: str, stack: Stack, gateway: Pushgateway, interval: str) ->
             call.status = resp.status_code
 
         drive(run, call_once)
+        # An invocation's record is complete once its environment or worker is ready again,
+        # a moment after the answer (classic: after the extension's export).
+        wait_until(lambda: len(rt.stats()["invocations"]) >= CALLS, 10)
         stats = rt.stats()
         for rec in stats["invocations"]:
             if rec["client_ms"] is not None:

@@ -86,6 +86,8 @@ def test_the_flag_sets_the_workers_and_a_request_beyond_them_waits(
     assert {b["env"]["AWS_LAMBDA_MAX_CONCURRENCY"] for b in bodies} == {"2"}
     assert len({b["pid"] for b in bodies}) == 2
     assert elapsed >= 1.0  # the third waited for a worker (Lambda would answer 429)
+    # A record is complete once its worker is back in /next, a moment after the answer.
+    assert wait_until(lambda: len(rt.stats()["invocations"]) == 3, 5)
     stats = rt.stats()
     assert len(stats["environments"]) == 1
     assert max(r["queue_ms"] for r in stats["invocations"]) >= 400

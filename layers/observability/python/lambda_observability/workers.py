@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +35,8 @@ def shared_directory(env: Mapping[str, str] = os.environ) -> Path | None:
     configured = env.get("PROMETHEUS_MULTIPROC_DIR")
     if configured:
         return Path(configured)
+    import tempfile  # only on LMI: it imports shutil and random
+
     parent = os.getppid()
     return Path(tempfile.gettempdir()) / f"lambda_observability-{parent}-{_start_ticks(parent)}"
 

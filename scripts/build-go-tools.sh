@@ -26,6 +26,10 @@ if [[ -z $go ]]; then
   exit 1
 fi
 export PATH="$(dirname "$go"):$PATH"
+# Go's caches live under $HOME by default; without one (a bare CI environment), under .tools/go.
+if [[ -z ${HOME:-} ]]; then
+  export GOPATH=${GOPATH:-$out/gopath} GOCACHE=${GOCACHE:-$out/cache}
+fi
 
 key() { cat "$@" | sha256sum | cut -c1-16; }
 

@@ -15,9 +15,11 @@ import enum
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -172,6 +174,8 @@ class Environment:
         self._on_exit = on_exit
         self.proc: subprocess.Popen[bytes] | None = None
         self.terminating = False
+        # Lambda gives each environment a /tmp of its own (on LMI its workers share it).
+        self.tmpdir: Path | None = None
         self._group: dict[int, psutil.Process] = {}  # LMI: the runtime's processes seen
         # LMI environments are never frozen ("continuously active").
         self.freezer = Freezer(settings.freeze and not settings.lmi)
@@ -210,6 +214,8 @@ class Environment:
     def process_env(self) -> dict[str, str]:
         spec, region = self.settings.spec, self.settings.region
         env = {k: os.environ[k] for k in _PASSTHROUGH + _CREDENTIALS if k in os.environ}
+        if self.tmpdir is not None:
+            env["TMPDIR"] = str(self.tmpdir)
         env.update(self.settings.variables)
         # Reserved variables last: Lambda does not let the function override them.
         env.update(
@@ -242,6 +248,7 @@ class Environment:
         return env
 
     def start(self) -> None:
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=f"localrt-{self.tag}-"))
         self.api.start()
         self.t_spawn = time.monotonic()
         self.proc = self._spawner.spawn(
@@ -287,6 +294,13 @@ class Environment:
         self.exit_code = code
         self._on_exit(self, code)
         self.api.close()
+        self.remove_tmp()
+
+    def remove_tmp(self) -> None:
+        """The environment's /tmp goes with it (also called by the pool's shutdown, which
+        localrt's exit does not wait past)."""
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def wait_init(self, timeout: float) -> bool:
         return self.api.wait_ready(timeout)

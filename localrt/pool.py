@@ -451,6 +451,7 @@ class Pool:
                 env.wait_exit(5.0)
         for env in envs:
             env.api.abandon("crash", "localrt is shutting down")
+            env.remove_tmp()
 
     # ---- reporting -----------------------------------------------------------------------
 

@@ -136,10 +136,13 @@ class Rie(Service):
                 "PYTHONPATH": os.pathsep.join(str(p) for p in [self.code_dir, *self.layer_dirs]),
             }
         )
+        assert self.workdir is not None
+        # The runtime's temp files (on LMI the layer's workers share a folder there) go with
+        # the harness's folder; uid 993 owns it on LMI.
+        env["TMPDIR"] = str(self.workdir / "tmp")
         env.update(self.function_env)
         if self.lmi:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.max_concurrency)
-            assert self.workdir is not None
             env["HOME"] = str(self.workdir / "home")  # uid 993 cannot write root's home
         else:
             env.pop("AWS_LAMBDA_MAX_CONCURRENCY", None)  # its mere presence selects LMI
@@ -177,9 +180,9 @@ class Rie(Service):
             f"exec {shlex.quote(self.python)} -m awslambdaric {shlex.quote(self.handler)}\n"
         )
         bootstrap.chmod(0o755)
-        home = self.workdir / "home"
-        home.mkdir(mode=0o755)
-        os.chown(home, RUNTIME_UID, RUNTIME_GID)
+        for owned in ("home", "tmp"):
+            (self.workdir / owned).mkdir(mode=0o755, exist_ok=True)
+            os.chown(self.workdir / owned, RUNTIME_UID, RUNTIME_GID)
         for name in ("upper", "work", "pyenv"):
             (self.workdir / name).mkdir(mode=0o755)
         w = shlex.quote(str(self.workdir))
@@ -205,6 +208,7 @@ class Rie(Service):
     def start(self) -> Self:
         self.workdir = Path(tempfile.mkdtemp(prefix="healthz-rie-"))
         self.workdir.chmod(0o755)  # uid 993 reaches the bootstrap through it
+        (self.workdir / "tmp").mkdir(mode=0o755)
         try:
             self.runtime_api_port, self.port = free_port(), free_port()
             cmd, cwd = self._command()

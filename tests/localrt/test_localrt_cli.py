@@ -100,7 +100,8 @@ def test_variable_precedence(tmp_path: Path) -> None:
     assert env["FROM_GETATT"] == "from-file"  # unresolvable in the template, set by the file
     assert "FROM_NO_DEFAULT" not in env  # unresolvable and not overridden: dropped
     assert "UNDECLARED" not in env and "NOT_DECLARED_IN_TEMPLATE" not in env  # like sam local
-    assert set(env) - _RESERVED - _DECLARED <= {"PATH", "HOME", "LC_CTYPE"}
+    # TMPDIR: the environment's own /tmp (removed with it)
+    assert set(env) - _RESERVED - _DECLARED <= {"PATH", "HOME", "LC_CTYPE", "TMPDIR"}
     assert "FROM_GETATT: Fn::GetAtt has no local value" in proc.stderr.decode()
 
 

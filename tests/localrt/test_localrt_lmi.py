@@ -357,3 +357,20 @@ def test_an_event_past_its_deadline_fails_alone(
     stats = rt.stats()
     assert stats["summary"]["environments_started"] == 1
     assert [r["outcome"] for r in stats["invocations"]].count("timeout") == 1
+
+
+def test_each_environment_has_a_tmp_of_its_own_shared_by_its_workers_and_removed_with_it(
+    start_localrt: Callable[..., LocalRT], tmp_path: Path
+) -> None:
+    rt = lmi_rt(start_localrt, tmp_path, "--concurrency", "2", "--max-concurrency", "2")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        bodies = list(pool.map(lambda _: served(rt, "/lmi/tmp", sleep="0.5"), range(4)))
+    by_env: dict[int, set[str]] = {}
+    for body in bodies:
+        by_env.setdefault(body["ppid"], set()).add(body["tmpdir"])
+    assert len(by_env) == 2  # two environments, each one TMPDIR for both its workers
+    dirs = [next(iter(d)) for d in by_env.values()]
+    assert all(len(d) == 1 for d in by_env.values()) and dirs[0] != dirs[1]
+    assert all(Path(d).is_dir() for d in dirs)
+    assert rt.stop() == 0
+    assert wait_until(lambda: not any(Path(d).exists() for d in dirs), 5)

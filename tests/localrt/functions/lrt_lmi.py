@@ -75,6 +75,7 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         "ended": time.time(),
         "answers": _answers,
         "late_register": late[::2] if late else None,
+        "tmpdir": os.environ.get("TMPDIR"),
         "env": {
             k: os.environ.get(k)
             for k in (

@@ -256,6 +256,9 @@ def test_basic_auth_from_secrets_manager(auth_gateway: Pushgateway, secrets_mana
         {
             "PUSHGATEWAY_URL": auth_gateway.url,
             "PUSHGATEWAY_AUTH_SECRET_ARN": arn,
+            # The first push imports boto3 inside the lookup's deadline: these tests check
+            # auth, not timing, so a loaded machine must not turn it into a timeout.
+            "PUSHGATEWAY_TIMEOUT_SECONDS": "5",
             **_aws_env(secrets_manager),
         },
         ["rest-get.json"] * 2,
@@ -276,6 +279,9 @@ def test_wrong_credentials_are_contained_and_not_logged(
         {
             "PUSHGATEWAY_URL": auth_gateway.url,
             "PUSHGATEWAY_AUTH_SECRET_ARN": arn,
+            # The first push imports boto3 inside the lookup's deadline: these tests check
+            # auth, not timing, so a loaded machine must not turn it into a timeout.
+            "PUSHGATEWAY_TIMEOUT_SECONDS": "5",
             **_aws_env(secrets_manager),
         },
         ["rest-get.json"] * 3,

@@ -30,9 +30,11 @@ from typing import IO, Any
 
 import psutil
 
+from localrt.extensions import REGISTER_TIMEOUT_S, ExternalExtension, find_extensions
 from localrt.freeze import Freezer
 from localrt.lmi import LmiRuntimeApi
 from localrt.runtime_api import Invocation, RuntimeApi
+from localrt.telemetry import Telemetry
 from localrt.template import DEFAULT_ACCOUNT_ID, FunctionSpec
 from stack.net import is_loopback
 
@@ -201,6 +203,30 @@ class Environment:
                 on_fatal=lambda why: self.kill("crash", why),
                 freezer=self.freezer,
             )
+        # External extensions and the Telemetry API (on-demand environments only).
+        self.extensions: list[ExternalExtension] = []
+        self.telemetry: Telemetry | None = None
+        self._extensions_killed = False
+        if self.lmi_api is None:
+            found = find_extensions(settings.spec.extension_dirs)
+            self.extensions = [ExternalExtension(path) for path in found]
+            self.api.external_names = {ext.name for ext in self.extensions}
+            self.telemetry = Telemetry(self.freezer, self._platform())
+            self.api.telemetry = self.telemetry
+        elif settings.spec.extension_dirs and find_extensions(settings.spec.extension_dirs):
+            LOG.warning("%s: external extensions are not run in LMI mode", self.tag)
+
+    def _platform(self) -> dict[str, Any]:
+        spec = self.settings.spec
+        arn = f"arn:aws:lambda:{self.settings.region}::runtime:localrt-python{_PY_VERSION}"
+        return {
+            "functionName": spec.function_name,
+            "functionVersion": "$LATEST",
+            "memorySizeMB": spec.memory_size,
+            "runtimeVersion": f"python:{_PY_VERSION}.localrt",
+            "runtimeVersionArn": arn,
+            "instanceId": self.log_stream,
+        }
 
     @property
     def pid(self) -> int | None:
@@ -251,6 +277,13 @@ class Environment:
         self.tmpdir = Path(tempfile.mkdtemp(prefix=f"localrt-{self.tag}-"))
         self.api.start()
         self.t_spawn = time.monotonic()
+        if self.telemetry is not None:
+            self.telemetry.init_start({})
+        if not self._start_extensions():
+            self.api.close()
+            if self.tmpdir is not None:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return
         self.proc = self._spawner.spawn(
             args=[sys.executable, "-m", "awslambdaric", self.settings.spec.handler],
             cwd=str(self.settings.spec.code_dir),
@@ -269,11 +302,76 @@ class Environment:
             target=self._watch, args=(readers,), name=f"{self.tag}-watch", daemon=True
         ).start()
 
+    # ---- external extensions --------------------------------------------------------------
+
+    def _start_extensions(self) -> bool:
+        """Start every external extension, then wait until all have registered (Lambda starts
+        the runtime only then). False when one could not start, exited or never registered."""
+        if not self.extensions:
+            return True
+        env = self.process_env()
+        for ext in self.extensions:
+            try:
+                ext.start(self._spawner.spawn, env, self._extension_line, self._extension_exited)
+            except OSError as exc:
+                self.kill("crash", f"extension {ext.name} could not start: {exc}")
+                return False
+            assert ext.pid is not None
+            self.freezer.attach_extra(ext.pid)
+            LOG.info("%s: extension %s started pid %s", self.tag, ext.name, ext.pid)
+        names = {ext.name for ext in self.extensions}
+        if self.api.wait_registered(names, REGISTER_TIMEOUT_S):
+            return True
+        missing = sorted(names - set(self.api.extension_names()))
+        self.kill("crash", f"extensions {missing} did not register before init ended")
+        return False
+
+    def _extension_line(self, name: str, line: bytes) -> None:
+        self._sink.write_line(f"{self.tag}:{name}", line)
+        if self.telemetry is not None:
+            self.telemetry.log_line("extension", line)
+
+    def _extension_exited(self, ext: ExternalExtension, code: int) -> None:
+        if self.terminating or self._extensions_killed:
+            return
+        # Lambda: an extension that exits fails the init, or resets the environment later.
+        phase = "init" if not self.api.initialised else "an invocation"
+        LOG.error("%s: extension %s exited with code %s during %s", self.tag, ext.name, code, phase)
+        self.kill("crash", f"extension {ext.name} exited with code {code} during {phase}")
+
+    def _kill_extensions(self) -> None:
+        self._extensions_killed = True
+        for ext in self.extensions:
+            ext.signal_group(signal.SIGKILL)
+
+    def _wait_extensions(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        for ext in self.extensions:
+            if ext.proc is None:
+                continue
+            try:
+                ext.proc.wait(max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+        return True
+
+    def _shutdown_extensions(self) -> None:
+        """Lambda's shutdown: SIGTERM to the runtime, SHUTDOWN to each extension that asked."""
+        grace = self.settings_grace
+        if self.telemetry is not None:
+            self.telemetry.flush(min(0.25, grace / 4))  # what is buffered, before SHUTDOWN
+        deadline_ms = int(time.time() * 1000 + grace * 1000)
+        self.api.deliver_shutdown(deadline_ms)
+
     def _pump(self, stream: IO[bytes] | None) -> threading.Thread:
+        json_logs = self.settings.variables.get("AWS_LAMBDA_LOG_FORMAT") == "JSON"
+
         def run() -> None:
             assert stream is not None
             for line in iter(stream.readline, b""):
                 self._sink.write_line(self.tag, line)
+                if self.telemetry is not None:
+                    self.telemetry.log_line("function", line, json_logs)
             stream.close()
 
         thread = threading.Thread(target=run, name=f"{self.tag}-log", daemon=True)
@@ -284,6 +382,12 @@ class Environment:
         assert self.proc is not None
         code = self.proc.wait()
         self.freezer.release()  # killed while frozen (not by us): children must not stay stopped
+        if self.extensions:
+            if self.terminating:
+                # The runtime is gone; extensions still handle SHUTDOWN (the API stays up).
+                self._wait_extensions(self.settings_grace + 0.5)
+            else:
+                self._kill_extensions()  # the runtime crashed: the environment goes
         if self.settings.lmi:
             if self.terminating:
                 # SIGTERM ends awslambdaric's parent at once; its workers are still flushing.
@@ -293,6 +397,8 @@ class Environment:
             reader.join(timeout=1.0)
         self.exit_code = code
         self._on_exit(self, code)
+        if self.telemetry is not None:
+            self.telemetry.close()
         self.api.close()
         self.remove_tmp()
 
@@ -303,11 +409,16 @@ class Environment:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def wait_init(self, timeout: float) -> bool:
-        return self.api.wait_ready(timeout)
+        ready = self.api.wait_ready(timeout)
+        if ready and self.telemetry is not None:
+            self.telemetry.init_done(True, self.init_ms or 0.0)
+        return ready
 
     def dispatch(self, inv: Invocation) -> None:
         self.last = inv
         self.invocations += 1
+        if self.telemetry is not None:
+            self.telemetry.invoke_start(inv.request_id, inv.trace_id)
         self.api.dispatch(inv)
 
     def kill(self, outcome: str, message: str) -> None:
@@ -317,6 +428,8 @@ class Environment:
         self.api.abandon(outcome, message)
         self.freezer.release()
         self._signal(signal.SIGKILL)
+        if self.extensions:
+            self._kill_extensions()
 
     def terminate(self) -> None:
         # Lambda thaws the environment before SIGTERM, and it must stay thawed for the flush.
@@ -324,6 +437,10 @@ class Environment:
         self.freezer.release()
         self.remember_group()
         self._signal(signal.SIGTERM)
+        if self.extensions:
+            threading.Thread(
+                target=self._shutdown_extensions, name=f"{self.tag}-shutdown", daemon=True
+            ).start()
 
     settings_grace = 0.6  # LMI: the pool sets its grace here before terminate()
 
@@ -365,6 +482,14 @@ class Environment:
             os.killpg(self.proc.pid, sig)
 
     def wait_exit(self, timeout: float) -> bool:
+        """The runtime, and every external extension, have exited."""
+        end = time.monotonic() + timeout
+        done = self._wait_runtime_exit(timeout)
+        if self.extensions:
+            done = self._wait_extensions(max(0.0, end - time.monotonic())) and done
+        return done
+
+    def _wait_runtime_exit(self, timeout: float) -> bool:
         if self.proc is None:
             return True
         end = time.monotonic() + timeout
@@ -424,6 +549,10 @@ class Environment:
             "started_at": self.started_at,
             "log_stream": self.log_stream,
             "extensions": self.api.extension_names(),
+            "external_extensions": [
+                {"name": e.name, "pid": e.pid, "exit_code": e.exit_code} for e in self.extensions
+            ],
+            "telemetry": self.telemetry.subscriptions() if self.telemetry else [],
             "max_concurrency": self.settings.max_concurrency,
             "workers": self.describe_workers(),
             "max_rss_mb": self.max_rss_mb(),

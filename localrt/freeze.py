@@ -38,10 +38,33 @@ class Freezer:
         self._frozen_since: float | None = None
         self._thawed_at: float | None = None
         self._frozen_total = 0.0
+        self._extra: list[int] = []  # external extensions' process groups, frozen with it
+        self._holds = 0  # telemetry deliveries in flight: freezing waits for them
+        self._wanted = False  # a freeze asked for while held, done when the last hold ends
 
     def attach(self, pgid: int) -> None:
         with self._lock:
             self._pgid = pgid
+
+    def attach_extra(self, pgid: int) -> None:
+        """Freeze this process group too (an external extension runs in its own)."""
+        with self._lock:
+            self._extra.append(pgid)
+
+    def try_hold(self) -> bool:
+        """Keep the environment thawed while telemetry is delivered; False when frozen now."""
+        with self._lock:
+            if self._frozen_since is not None:
+                return False
+            self._holds += 1
+            return True
+
+    def unhold(self) -> None:
+        with self._lock:
+            self._holds -= 1
+            if self._holds == 0 and self._wanted:
+                self._wanted = False
+                self._freeze_locked()
 
     @property
     def frozen(self) -> bool:
@@ -58,21 +81,29 @@ class Freezer:
 
     def freeze(self) -> None:
         with self._lock:
-            if not self.enabled or self._released or self._pgid is None:
+            if self._holds:
+                self._wanted = True
                 return
-            if self._frozen_since is not None:
-                return
-            if self._send(signal.SIGSTOP):
-                self._frozen_since = time.monotonic()
+            self._freeze_locked()
+
+    def _freeze_locked(self) -> None:
+        if not self.enabled or self._released or self._pgid is None:
+            return
+        if self._frozen_since is not None:
+            return
+        if self._send(signal.SIGSTOP):
+            self._frozen_since = time.monotonic()
 
     def thaw(self) -> None:
         with self._lock:
+            self._wanted = False
             self._thaw_locked()
 
     def release(self) -> None:
         """Thaw for good, and return once a signal sent next can reach the main thread."""
         with self._lock:
             self._released = True
+            self._wanted = False
             self._thaw_locked()
             pid, thawed_at = self._pgid, self._thawed_at
         recent = thawed_at is not None and time.monotonic() - thawed_at < _RECENT_THAW_S
@@ -90,6 +121,9 @@ class Freezer:
 
     def _send(self, sig: int) -> bool:
         assert self._pgid is not None
+        for extra in self._extra:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(extra, sig)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pgid, sig)
             return True

@@ -471,6 +471,16 @@ class Pool:
             self.settings.spec.memory_size,
             init,
         )
+        if env.telemetry is not None and rec.duration_ms is not None:
+            # platform.runtimeDone and platform.report: the same figures as the REPORT line.
+            env.telemetry.invoke_done(
+                inv.request_id,
+                inv.outcome,
+                rec.duration_ms,
+                len(inv.body),
+                env.max_rss_mb(),
+                rec.init_ms if rec.cold else None,
+            )
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

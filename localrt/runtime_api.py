@@ -31,6 +31,7 @@ LOG = logging.getLogger("localrt")
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous response limit
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 EXTENSION_PREFIX = "/2020-01-01/extension"
+TELEMETRY_PATH = "/2022-07-01/telemetry"
 # The errorType Lambda reports when the environment, not the handler, failed the event.
 _ERROR_TYPES = {"timeout": "Sandbox.Timedout", "crash": "Runtime.ExitError"}
 _INVALID_EXTENSION_ID = {
@@ -78,6 +79,7 @@ class Extension:
     events: list[str]
     in_next: bool = False  # a GET /event/next is parked and has nothing to deliver yet
     pending: dict[str, Any] | None = None
+    external: bool = False  # an executable of /opt/extensions (may take SHUTDOWN)
 
 
 class RuntimeApi:
@@ -108,6 +110,10 @@ class RuntimeApi:
         self._closed = False
         self.t_first_next: float | None = None
         self.init_error: bytes | None = None
+        # External extensions localrt started (their file names, as Lambda knows them), and
+        # the Telemetry API (localrt/telemetry.py), set by the environment.
+        self.external_names: set[str] = set()
+        self.telemetry: Any = None
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.api = self
         self._thread = threading.Thread(
@@ -145,6 +151,36 @@ class RuntimeApi:
     def extension_names(self) -> list[str]:
         with self._cond:
             return [e.name for e in self._extensions.values()]
+
+    @property
+    def initialised(self) -> bool:
+        with self._cond:
+            return self._initialised
+
+    def extension_name(self, ident: str) -> str | None:
+        with self._cond:
+            ext = self._extensions.get(ident)
+            return ext.name if ext else None
+
+    def wait_registered(self, names: set[str], timeout: float) -> bool:
+        """Lambda starts the runtime once every external extension has registered."""
+
+        def done() -> bool:
+            got = {e.name for e in self._extensions.values() if e.external}
+            return names <= got or self._closed
+
+        with self._cond:
+            return self._cond.wait_for(done, timeout) and not self._closed
+
+    def deliver_shutdown(self, deadline_ms: int, reason: str = "spindown") -> int:
+        """SHUTDOWN to every extension that registered for it; how many there are."""
+        event = {"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms}
+        with self._cond:
+            targets = [e for e in self._extensions.values() if "SHUTDOWN" in e.events]
+            for ext in targets:
+                ext.pending = event
+            self._cond.notify_all()
+        return len(targets)
 
     def dispatch(self, inv: Invocation) -> None:
         """Hand the event to the runtime and INVOKE to every subscribed extension at once."""
@@ -299,7 +335,8 @@ class RuntimeApi:
                     "errorType": "Extension.InvalidEventType",
                 },
             )
-        if "SHUTDOWN" in events:
+        external = name in self.external_names
+        if "SHUTDOWN" in events and not external:
             # Extensions inside the runtime process cannot subscribe to SHUTDOWN in Lambda;
             # they get SIGTERM through the runtime process instead. Status and body are
             # those of AWS's emulator (aws-lambda-rie), measured.
@@ -321,8 +358,10 @@ class RuntimeApi:
                         "errorType": "Extension.RegistrationClosed",
                     },
                 )
-            ext = Extension(str(uuid.uuid4()), name, list(events))
+            external = external and name not in {e.name for e in self._extensions.values()}
+            ext = Extension(str(uuid.uuid4()), name, list(events), external=external)
             self._extensions[ext.ident] = ext
+            self._cond.notify_all()  # wake wait_registered()
         body = {
             "functionName": self.function_name,
             "functionVersion": self.function_version,
@@ -428,6 +467,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, body)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"errorMessage": "not found", "errorType": "NotFound"})
+
+    def do_PUT(self) -> None:
+        api = self.server.api
+        path = self.path.split("?", 1)[0]
+        body = self._body()
+        if path != TELEMETRY_PATH:
+            self._send(HTTPStatus.NOT_FOUND, {"errorMessage": "not found", "errorType": "NotFound"})
+            return
+        ident = self.headers.get("Lambda-Extension-Identifier") or ""
+        name = api.extension_name(ident)
+        if name is None:
+            self._send(HTTPStatus.FORBIDDEN, _INVALID_EXTENSION_ID)
+        elif api.telemetry is None:  # LMI mode: what AWS's classic emulator answers
+            self._send(
+                HTTPStatus.ACCEPTED,
+                {
+                    "errorMessage": "Telemetry API is not supported",
+                    "errorType": "Telemetry.NotSupported",
+                },
+            )
+        else:
+            status, answer = api.telemetry.subscribe(name, body, closed=api.initialised)
+            self._send(status, answer)
 
     def do_POST(self) -> None:
         api = self.server.api

@@ -81,6 +81,9 @@ class FunctionSpec:
     # Lambda Managed Instances: workers per execution environment (CapacityProviderConfig's
     # PerExecutionEnvironmentMaxConcurrency, SAM's default 4); None for on-demand functions.
     max_concurrency: int | None = None
+    # External extensions: folders whose executables Lambda finds in /opt/extensions (each
+    # layer's `extensions/`; for an image, what its Dockerfile copies there: folders or files).
+    extension_dirs: list[Path] = field(default_factory=list)
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -305,6 +308,39 @@ def _zip_code(function: Function) -> tuple[Path, str, list[Path]]:
     return Path(function.codeuri).resolve(), function.handler, layer_dirs
 
 
+def dockerfile_extension_dirs(dockerfile: Path, context: Path) -> list[Path]:
+    """Sources of the Dockerfile's COPY/ADD lines that land in /opt/extensions."""
+    if not dockerfile.exists():
+        return []
+    text = re.sub(r"\\\r?\n", " ", dockerfile.read_text(encoding="utf-8"))
+    found: list[Path] = []
+    for line in text.splitlines():
+        parts = shlex.split(line.strip(), comments=True) if line.strip() else []
+        if len(parts) < 3 or parts[0].upper() not in ("COPY", "ADD"):
+            continue
+        args = [a for a in parts[1:] if not a.startswith("--")]
+        if len(args) < 2 or not args[-1].rstrip("/").startswith("/opt/extensions"):
+            continue
+        for src in args[:-1]:
+            found.append((context / src).resolve())  # a folder, or one executable
+    return found
+
+
+def _extension_dirs(
+    function: Function, resources: Mapping[str, Any], template_dir: Path
+) -> list[Path]:
+    if function.packagetype == "Image":
+        meta = function.metadata or {}
+        context = template_dir / str(meta.get("DockerContext") or ".")
+        dockerfile = (context / str(meta.get("Dockerfile") or "Dockerfile")).resolve()
+        return dockerfile_extension_dirs(dockerfile, context)
+    return [
+        (Path(layer.codeuri) / "extensions").resolve()
+        for layer in function.layers
+        if layer.is_defined_within_template and isinstance(layer.codeuri, str)
+    ]
+
+
 def read_function(
     template_path: Path, wanted: str | None = None, region: str = "us-east-1"
 ) -> FunctionSpec:
@@ -345,6 +381,7 @@ def read_function(
         binary_media_types=binary_types,
         package_type=str(function.packagetype or "Zip"),
         max_concurrency=max_concurrency,
+        extension_dirs=_extension_dirs(function, resources, template_path.parent),
     )
 
 

@@ -96,14 +96,25 @@ class LocalRT:
     """One ``python -m localrt start-api`` for one function of bench/template.yaml."""
 
     def __init__(
-        self, function: str, env: dict[str, str], workdir: Path, concurrency: int = 1
+        self,
+        function: str,
+        env: dict[str, str],
+        workdir: Path,
+        concurrency: int = 1,
+        max_concurrency: int | None = None,
+        grace_seconds: float | None = 1.0,
     ) -> None:
+        """``max_concurrency``: Lambda Managed Instances with that many workers per environment;
+        ``grace_seconds`` None: localrt's own SIGTERM -> SIGKILL delay (600 ms on LMI)."""
         self.function = function
         self.log = workdir / f"localrt-{function}-{len(list(workdir.glob('localrt-*')))}.log"
         self._log_file = self.log.open("wb")
         cmd = [sys.executable, "-m", "localrt", "start-api", "--template", str(TEMPLATE)]
         cmd += ["--function", function, "--port", "0", "--concurrency", str(concurrency)]
-        cmd += ["--grace-seconds", "1"]
+        if max_concurrency is not None:
+            cmd += ["--max-concurrency", str(max_concurrency)]
+        if grace_seconds is not None:
+            cmd += ["--grace-seconds", str(grace_seconds)]
         self.proc = subprocess.Popen(
             cmd,
             cwd=REPO,
@@ -192,8 +203,16 @@ class LocalRT:
         if not wait_for(lambda: self.live_pid() is None, 10, interval=0.02):
             raise BenchError(f"{self.function}: environment {pid} still alive after SIGKILL")
 
-    def stop(self) -> None:
+    def close_connection(self) -> None:
         if self._conn is not None:
             self._conn.close()
+            self._conn = None
+
+    def stop(self) -> int | None:
+        """SIGTERM localrt (it stops its environments gracefully), SIGKILL after 15 s; its exit
+        code."""
+        self.close_connection()
         _stop(self.proc)
-        self._log_file.close()
+        if not self._log_file.closed:
+            self._log_file.close()
+        return self.proc.returncode

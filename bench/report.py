@@ -155,10 +155,10 @@ def markdown(data: dict[str, Any]) -> str:
         f"before `{meta['load_before']['uptime']}`, after `{meta['load_after']['uptime']}`.",
         *_code_notes(meta),
         "",
-        "Backends on 127.0.0.1: a real Pushgateway behind `stack.faultproxy` and the stack's "
-        "OTLP/HTTP receiver; *delay* is added by both (the proxy in `delay` mode, the receiver's "
-        "`delay_ms`). Ratios and differences are against the bare handler in the same run and "
-        "at the same delay.",
+        "Backends on 127.0.0.1: a real Pushgateway and the OpenTelemetry Collector (OTLP/HTTP), "
+        "each behind a `stack.faultproxy`; *delay* is added by both proxies (`delay` mode). "
+        "Ratios and differences are against the bare handler in the same run and at the same "
+        "delay.",
         "",
         "| configuration | delay | cold p50 ms (x bare) | cold min ms | init p50 ms "
         "| warm p50 ms (vs bare) | warm p99 ms | billed p50 ms (x bare) | post-response p50 ms "
@@ -243,9 +243,13 @@ def markdown(data: dict[str, Any]) -> str:
         queued = " / ".join(str(c["warm_queued_requests"]) for c in cells)
         lines.append(f"| {config['label']} | {config['telemetry']} | {gaps} | {idle} | {queued} |")
     lines += _anomalies(data)
+    if "lmi" in data:
+        from bench import lmi
+
+        lines += lmi.markdown(data["lmi"], data.get("lmi_targets", []))
     lines += [
         "",
-        f"Telemetry received during the run: {meta['spans_received']} spans, "
+        f"Telemetry received during the classic phases: {meta['spans_received']} spans, "
         f"{meta['pushes_forwarded']} Pushgateway pushes. "
         "Package versions: " + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()) + ".",
         "",

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import importtime, inenv, percall, report
+from bench import importtime, inenv, lmi, percall, report
 from bench.configs import CONFIGS, DELAYS_MS, REPO, RESULTS, Config
 from bench.driver import FaultProxyProcess, LocalRT, clean_env
 from bench.measure import Budget, ColdSample, WarmResult, cold_start, summary, warm
@@ -52,9 +52,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep-workdir", action="store_true", help="keep the logs of localrt and the backends"
     )
     parser.add_argument("--quick", action="store_true", help="3 cold, 30 warm: a smoke run")
+    parser.add_argument(
+        "--lmi-calls", type=int, default=200, help="measured calls per LMI configuration"
+    )
+    parser.add_argument("--lmi-warmup", type=int, default=100, help="LMI warm-up calls")
+    parser.add_argument(
+        "--lmi-seconds", type=float, default=10.0, help="the LMI measured calls' duration"
+    )
+    parser.add_argument(
+        "--lmi-interval",
+        type=float,
+        default=lmi.INTERVAL_SECONDS,
+        help="OBSERVABILITY_EXPORT_INTERVAL_SECONDS of ours-LMI",
+    )
+    parser.add_argument("--skip-lmi", action="store_true", help="no Lambda Managed Instances rows")
     args = parser.parse_args(argv)
     if args.quick:
         args.cold, args.warm, args.warmup = 3, 30, 5
+        args.lmi_calls, args.lmi_warmup, args.lmi_seconds = 40, 20, 3.0
     return args
 
 
@@ -200,6 +215,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"delay {delay} ms: warm phase {budget.elapsed - started:.0f} s")
         spans = len(receiver.spans())
         pushes = proxy.stats()["stats"]["forwarded"]
+        for rt in servers.values():  # the classic servers are idle: out of the LMI phases' way
+            rt.stop()
+        lmi_results = None
+        if not args.skip_lmi:
+            lmi_results = lmi.run(
+                delays,
+                pushgateway,
+                receiver,
+                proxy,
+                otlp,
+                workdir,
+                budget,
+                args.lmi_calls,
+                args.lmi_warmup,
+                args.lmi_seconds,
+                log,
+                args.lmi_interval,
+            )
     meta["load_after"] = load()
     meta["code_at_last_start"] = started_code[-1] if started_code else None
     meta["code_after"] = code_fingerprint()
@@ -212,12 +245,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             str(delay): cell(cold[(config.key, delay)], warm_results[(config.key, delay)])
             for delay in delays
         }
-    return {
+    data: dict[str, Any] = {
         "meta": meta,
         "delays_ms": delays,
         "configs": [asdict(c) for c in configs],
         "results": results,
     }
+    if lmi_results is not None:
+        data["lmi"] = lmi_results
+    return data
 
 
 def log(message: str) -> None:
@@ -230,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     data["targets"] = report.targets(data)
+    if "lmi" in data:
+        data["lmi_targets"] = lmi.targets(data["lmi"])
     (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / "latest.md").write_text(report.markdown(data))
     report.chart(data, out / "latest.png")

@@ -207,6 +207,7 @@ class Environment:
         self.extensions: list[ExternalExtension] = []
         self.telemetry: Telemetry | None = None
         self._extensions_killed = False
+        self.extensions_ms: float | None = None  # init: spawn -> every extension registered
         if self.lmi_api is None:
             found = find_extensions(settings.spec.extension_dirs)
             self.extensions = [ExternalExtension(path) for path in found]
@@ -321,6 +322,8 @@ class Environment:
             LOG.info("%s: extension %s started pid %s", self.tag, ext.name, ext.pid)
         names = {ext.name for ext in self.extensions}
         if self.api.wait_registered(names, REGISTER_TIMEOUT_S):
+            self.extensions_ms = (time.monotonic() - self.t_spawn) * 1000
+            LOG.info("%s: extensions registered in %.1f ms", self.tag, self.extensions_ms)
             return True
         missing = sorted(names - set(self.api.extension_names()))
         self.kill("crash", f"extensions {missing} did not register before init ended")
@@ -411,6 +414,9 @@ class Environment:
     def wait_init(self, timeout: float) -> bool:
         ready = self.api.wait_ready(timeout)
         if ready and self.telemetry is not None:
+            for name, events in self.api.extension_events():
+                record = {"name": name, "state": "Ready", "events": events}
+                self.telemetry.emit("platform.extension", record)
             self.telemetry.init_done(True, self.init_ms or 0.0)
         return ready
 
@@ -552,6 +558,7 @@ class Environment:
             "external_extensions": [
                 {"name": e.name, "pid": e.pid, "exit_code": e.exit_code} for e in self.extensions
             ],
+            "extensions_ms": _round(self.extensions_ms),
             "telemetry": self.telemetry.subscriptions() if self.telemetry else [],
             "max_concurrency": self.settings.max_concurrency,
             "workers": self.describe_workers(),

@@ -152,6 +152,10 @@ class RuntimeApi:
         with self._cond:
             return [e.name for e in self._extensions.values()]
 
+    def extension_events(self) -> list[tuple[str, list[str]]]:
+        with self._cond:
+            return [(e.name, list(e.events)) for e in self._extensions.values()]
+
     @property
     def initialised(self) -> bool:
         with self._cond:

@@ -17,7 +17,17 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.localrt.harness import LocalRT, base_env, pid_alive, wait_until
+from localrt.extensions import find_extensions
+from localrt.template import dockerfile_extension_dirs, read_function
+from tests.localrt.harness import (
+    FUNCTIONS,
+    ROOT,
+    TEMPLATE,
+    LocalRT,
+    base_env,
+    pid_alive,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 Start = Callable[..., LocalRT]
@@ -28,14 +38,41 @@ _REPORT = re.compile(
 _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+def test_extension_folders_come_from_layers_and_the_dockerfile(tmp_path: Path) -> None:
+    spec = read_function(TEMPLATE, "ExternalExtensionFunction")
+    assert spec.extension_dirs == [FUNCTIONS / "extlayer" / "extensions"]
+    assert find_extensions(spec.extension_dirs) == [spec.extension_dirs[0] / "lrt-recorder"]
+    assert read_function(TEMPLATE, "EchoFunction").extension_dirs == [
+        FUNCTIONS / "layer" / "extensions"  # TestLayer has none: nothing runs
+    ]
+    assert find_extensions(read_function(TEMPLATE, "EchoFunction").extension_dirs) == []
+    # The health function's image copies nothing to /opt/extensions.
+    assert read_function(ROOT / "template.yaml", "HealthzFunction").extension_dirs == []
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM public.ecr.aws/lambda/python:3.13\n"
+        "COPY layers/x/python/ /opt/python/\n"
+        "COPY layers/x/extensions/ /opt/extensions/\n"
+        "COPY --chmod=755 tools/a.sh \\\n    tools/b /opt/extensions/\n"
+    )
+    assert dockerfile_extension_dirs(dockerfile, tmp_path) == [
+        tmp_path / "layers/x/extensions",
+        tmp_path / "tools/a.sh",
+        tmp_path / "tools/b",
+    ]
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _recorder(start: Start, record: Path, **env: str) -> LocalRT:
+def _recorder(start: Start, record: Path, *args: str, **env: str) -> LocalRT:
     record.write_text("")
     return start(
-        "--function", "ExternalExtensionFunction", env=base_env(EXT_RECORD=str(record), **env)
+        "--function",
+        "ExternalExtensionFunction",
+        *args,
+        env=base_env(EXT_RECORD=str(record), **env),
     )
 
 
@@ -74,6 +111,41 @@ def test_external_extension_gets_one_invoke_per_call_and_shutdown_at_stop(
     assert got[-1]["kind"] == "exit"  # it ended by itself, within the budget
     assert "sigterm" not in {r["kind"] for r in got}  # extensions get SHUTDOWN, not SIGTERM
     assert "[env-1:lrt-recorder] lrt-recorder: SHUTDOWN" in rt.text()
+
+
+def test_next_event_waits_for_the_external_extension(start_localrt: Start, tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    # One environment: a busy one would make Lambda (and localrt) cold-start another.
+    rt = _recorder(start_localrt, record, "--concurrency", "1", EXT_INVOKE_WORK_MS="300")
+    rt.get("/xext/warm")
+    assert wait_until(rt.idle, 5)
+    t0 = time.monotonic()
+    rt.get("/xext/first")
+    answered = time.monotonic() - t0
+    rt.get("/xext/second")
+    both = time.monotonic() - t0
+    assert answered < 0.2  # the answer does not wait for the extension's work...
+    assert both >= 0.3  # ...the next event does
+    assert wait_until(rt.idle, 5)
+    records = rt.stats()["invocations"]
+    assert all(r["post_response_ms"] >= 250 for r in records), records
+    assert rt.stop() == 0
+
+
+def test_extension_over_its_shutdown_budget_gets_sigkill(
+    start_localrt: Start, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    rt = _recorder(start_localrt, record, EXT_SHUTDOWN_HANG="1")
+    assert rt.get("/xext/one").status_code == 200
+    (ext,) = rt.stats()["environments"][0]["external_extensions"]
+    t0 = time.monotonic()
+    assert rt.stop() == 0
+    elapsed = time.monotonic() - t0
+    assert 1.9 < elapsed < 4.0, elapsed  # the 2,000 ms budget, then SIGKILL
+    assert not pid_alive(ext["pid"])
+    assert [r["kind"] for r in _records(record)][-1] == "hang"
+    rt.wait_line(lambda s: "still running after 2.0s grace: SIGKILL" in s)
 
 
 def test_extension_that_exits_before_registering_fails_init(start_localrt: Start) -> None:
@@ -132,6 +204,8 @@ def test_telemetry_api_delivers_platform_function_and_extension_records(
     assert start["functionName"] == "ExternalExtensionFunction"
     assert start["initializationType"] == "on-demand" and start["phase"] == "init"
     assert "instanceId" not in start  # 2022-12-13
+    extension = next(e["record"] for e in events if e["type"] == "platform.extension")
+    assert extension == {"name": "lrt-recorder", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]}
     for kind in ("platform.start", "platform.runtimeDone", "platform.report"):
         assert [e["record"]["requestId"] for e in events if e["type"] == kind] == ids, kind
     function_lines = [e["record"] for e in events if e["type"] == "function"]
@@ -149,14 +223,14 @@ def test_telemetry_api_delivers_platform_function_and_extension_records(
         report = reports[m.group(1)]
         metrics = report["metrics"]
         assert report["status"] == "success"
-        assert abs(metrics["durationMs"] - float(m.group(2))) <= 0.005
+        assert abs(metrics["durationMs"] - float(m.group(2))) <= 0.0051  # 3 decimals vs %.2f
         assert metrics["billedDurationMs"] == math.ceil(metrics["durationMs"])
         assert metrics["memorySizeMB"] == int(m.group(3)) == 192
         assert metrics["maxMemoryUsedMB"] > 0
         if m.group(4) is None:
             assert "initDurationMs" not in metrics
         else:
-            assert abs(metrics["initDurationMs"] - float(m.group(4))) <= 0.005
+            assert abs(metrics["initDurationMs"] - float(m.group(4))) <= 0.0051
     assert "initDurationMs" in reports[ids[0]]["metrics"]
 
 

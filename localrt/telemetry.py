@@ -84,6 +84,7 @@ class Telemetry:
         self._subs: list[Subscription] = []
         self._backlog: list[tuple[str, dict[str, Any]]] = []  # (category, event)
         self._closed = False
+        self._backlog_open = True  # until init ends: no subscription can come after it
         self._flush_all = False
         self._thread: threading.Thread | None = None
 
@@ -186,7 +187,7 @@ class Telemetry:
         with self._cond:
             if self._closed:
                 return
-            if len(self._backlog) < _BACKLOG_MAX:
+            if self._backlog_open and len(self._backlog) < _BACKLOG_MAX:
                 self._backlog.append((category, event))
             for sub in self._subs:
                 if category in sub.types:
@@ -223,6 +224,9 @@ class Telemetry:
         base = {"initializationType": "on-demand", "phase": "init", "status": status, **extra}
         self.emit("platform.initRuntimeDone", dict(base))
         self.emit("platform.initReport", {**base, "metrics": {"durationMs": round(duration_ms, 3)}})
+        with self._cond:
+            self._backlog_open = False
+            self._backlog.clear()
 
     def invoke_start(self, request_id: str, trace_id: str | None) -> None:
         record: dict[str, Any] = {"requestId": request_id, "version": "$LATEST"}

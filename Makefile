@@ -62,7 +62,7 @@ run: venv
 invoke: venv
 	$(BIN)/python -m localrt invoke -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
-# A real Pushgateway and Prometheus plus an OTLP receiver, on loopback ports; Ctrl-C stops them.
+# A real Pushgateway, Prometheus and OpenTelemetry Collector, on loopback ports; Ctrl-C stops them.
 stack: prereqs go-tools venv
 	$(BIN)/python -m stack up
 

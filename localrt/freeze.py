@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -41,6 +42,9 @@ class Freezer:
         self._extra: list[int] = []  # external extensions' process groups, frozen with it
         self._holds = 0  # telemetry deliveries in flight: freezing waits for them
         self._wanted = False  # a freeze asked for while held, done when the last hold ends
+        # Called (under our lock) right after a thaw; True takes a hold for the caller, which
+        # then calls unhold(): telemetry due while frozen leaves before the next freeze.
+        self.thaw_hook: Callable[[], bool] | None = None
 
     def attach(self, pgid: int) -> None:
         with self._lock:
@@ -118,6 +122,8 @@ class Freezer:
         self._frozen_total += now - self._frozen_since
         self._frozen_since = None
         self._thawed_at = now
+        if self.thaw_hook is not None and self.thaw_hook():
+            self._holds += 1
 
     def _send(self, sig: int) -> bool:
         assert self._pgid is not None

@@ -87,6 +87,8 @@ class Telemetry:
         self._backlog_open = True  # until init ends: no subscription can come after it
         self._flush_all = False
         self._thread: threading.Thread | None = None
+        self._granted = False  # the freezer holds a freeze off for us (see _on_thaw)
+        freezer.thaw_hook = self._on_thaw
 
     # ---- the API ----------------------------------------------------------------------
 
@@ -330,18 +332,37 @@ class Telemetry:
         ]
         return max(0.005, min(waits)) if waits else 0.5
 
+    def _on_thaw(self) -> bool:
+        """The freezer's thaw hook (its lock held): hold the next freeze off if a batch is due."""
+        with self._cond:
+            now = time.monotonic()
+            if self._granted or not any(self._due_locked(s, now) for s in self._subs):
+                return False
+            self._granted = True
+            self._cond.notify_all()
+            return True
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                if self._closed:
-                    return
+                closed, held = self._closed, self._granted
+                if closed:
+                    self._granted = False
+            if closed:
+                if held:
+                    self._freezer.unhold()  # outside our lock (the thaw hook nests the other way)
+                return
+            with self._cond:
                 now = time.monotonic()
                 due = [s for s in self._subs if self._due_locked(s, now)]
-                if not due:
+                granted, self._granted = self._granted, False
+                if not due and not granted:
                     self._cond.wait(self._next_wait_locked(now))
                     continue
-            if not self._freezer.try_hold():
-                time.sleep(0.02)  # frozen: a batch leaves at the next thaw
+            if not granted and not self._freezer.try_hold():
+                with self._cond:  # frozen: a batch leaves at the next thaw (_on_thaw wakes us)
+                    if not self._granted and not self._closed:
+                        self._cond.wait(0.5)
                 continue
             try:
                 for sub in due:

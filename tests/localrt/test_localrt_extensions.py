@@ -6,6 +6,7 @@ writes what it got to $EXT_RECORD, one JSON line each.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -178,6 +179,7 @@ def test_telemetry_api_delivers_platform_function_and_extension_records(
     rt = _recorder(start_localrt, record, EXT_TELEMETRY_TYPES="platform,function,extension")
     for i in range(4):
         assert rt.get(f"/xext/tel{i}").status_code == 200
+        time.sleep(0.1)  # frozen meanwhile: past the subscription's 25 ms timeoutMs
     assert wait_until(rt.idle, 5)
     stats = rt.stats()
     ids = [r["request_id"] for r in stats["invocations"]]
@@ -212,6 +214,28 @@ def test_telemetry_api_delivers_platform_function_and_extension_records(
     assert sum('"message": "invoked"' in line for line in function_lines) == 4
     extension_lines = [e["record"] for e in events if e["type"] == "extension"]
     assert sum(line.startswith("lrt-recorder: INVOKE") for line in extension_lines) == 4
+
+    # Nothing leaves while frozen: each report leaves at the next thaw (the next event), the
+    # last one at stop, before SHUTDOWN.
+    shutdown_t = next(
+        r["t"] for r in got if r["kind"] == "event" and r["event"]["eventType"] == "SHUTDOWN"
+    )
+    delivered = {
+        e["record"]["requestId"]: r["t"]
+        for r in got
+        if r["kind"] == "telemetry"
+        for e in r["batch"]
+        if e["type"] == "platform.report"
+    }
+    assert all(delivered[i] < shutdown_t for i in ids)
+    invoke_t = {
+        r["event"]["requestId"]: r["t"]
+        for r in got
+        if r["kind"] == "event" and r["event"]["eventType"] == "INVOKE"
+    }
+    for done, following in itertools.pairwise(ids):
+        # not 25 ms after the report (frozen then), but with the next event, before the freeze
+        assert invoke_t[done] + 0.05 < delivered[done] < invoke_t[following] + 0.09
 
     # Each platform.report says what the REPORT line said.
     reports = {

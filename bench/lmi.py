@@ -147,18 +147,6 @@ def per_interval(samples: list[dict[str, float]], key: str, interval: float) -> 
     }
 
 
-def job_groups(pushgateway: Pushgateway, job: str) -> tuple[int, float]:
-    """The job's groups on the Pushgateway, and healthz_calls_total summed over them."""
-    groups = [g for g in pushgateway.groups() if g["labels"].get("job") == job]
-    total = sum(
-        float(sample["value"])
-        for g in groups
-        if "healthz_calls_total" in g
-        for sample in g["healthz_calls_total"]["metrics"]
-    )
-    return len(groups), total
-
-
 def _killed_lines(log: Path) -> list[str]:
     text = log.read_text(errors="replace") if log.exists() else ""
     return [line.strip()[:300] for line in text.splitlines() if "SIGKILL" in line]
@@ -236,7 +224,7 @@ def phase(
     wait_for(lambda: delivered() >= made, 10, interval=0.1)
     spans = delivered()
     after_stop = sampler.snapshot()
-    groups, counted = job_groups(pushgateway, job)
+    counted, groups = pushgateway.job_total(job)
     bare_ms = latencies[0]
     out: dict[str, Any] = {"delay_ms": delay, "job": job, "calls_made": made}
     for i, (config, ms) in enumerate(zip(LMI_CONFIGS, latencies, strict=True)):

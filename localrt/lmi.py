@@ -250,12 +250,7 @@ class LmiRuntimeApi(RuntimeApi):
                 )
             ext = Extension(str(uuid.uuid4()), name, [])
             self._extensions[ext.ident] = ext
-        body = {
-            "functionName": self.function_name,
-            "functionVersion": self.function_version,
-            "handler": self.handler,
-        }
-        return HTTPStatus.OK, {"Lambda-Extension-Identifier": ext.ident}, body
+        return self._registered(ext)
 
     def extension_next(self, ident: str) -> tuple[int, dict[str, Any]]:
         with self._cond:

@@ -163,17 +163,7 @@ class Pool:
                         self._cond.wait(reuse_deadline - now)
                         continue
                 if len(self._envs) < self.concurrency:
-                    env = Environment(
-                        self._next_index,
-                        self.settings,
-                        self._spawner,
-                        self._sink,
-                        self._ready,
-                        self._exited,
-                    )
-                    self._next_index += 1
-                    self._envs.append(env)
-                    self._all.append(env)
+                    env = self._new_environment_locked()
                     break
                 self._cond.wait()
         try:
@@ -258,19 +248,7 @@ class Pool:
                 max(0, workers - env.lmi_api.outstanding()) for env in self._envs if env.lmi_api
             )
             if spare < self._waiting and len(self._envs) < self.concurrency:
-                env = Environment(
-                    self._next_index,
-                    self.settings,
-                    self._spawner,
-                    self._sink,
-                    self._ready,
-                    self._exited,
-                    self._slot_free,
-                )
-                self._next_index += 1
-                self._envs.append(env)
-                self._all.append(env)
-                return env
+                return self._new_environment_locked()
             self._cond.wait(_LMI_POLL_S)
 
     def _start_lmi(self, env: Environment) -> None:
@@ -300,6 +278,22 @@ class Pool:
                 raise InitFailedError(env.end_reason or "environment died during init")
             env.state = State.IDLE  # serving: each parked worker is a free slot
             self._cond.notify_all()
+
+    def _new_environment_locked(self) -> Environment:
+        """A new environment, counted in the pool (not started yet)."""
+        env = Environment(
+            self._next_index,
+            self.settings,
+            self._spawner,
+            self._sink,
+            self._ready,
+            self._exited,
+            self._slot_free,  # called only by LMI environments, whose workers free slots
+        )
+        self._next_index += 1
+        self._envs.append(env)
+        self._all.append(env)
+        return env
 
     def _slot_free(self, env: Environment, inv: Invocation) -> None:
         with self._cond:

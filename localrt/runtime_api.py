@@ -366,6 +366,10 @@ class RuntimeApi:
             ext = Extension(str(uuid.uuid4()), name, list(events), external=external)
             self._extensions[ext.ident] = ext
             self._cond.notify_all()  # wake wait_registered()
+        return self._registered(ext)
+
+    def _registered(self, ext: Extension) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """Lambda's answer to a registration: the extension's identifier and the function."""
         body = {
             "functionName": self.function_name,
             "functionVersion": self.function_version,

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -59,13 +59,24 @@ class _Component(Service):
 
     def _start_on(self, port: int) -> int:
         """Start on `port`, or on a fresh free port per attempt when `port` is 0."""
+        chosen: list[int] = []
+
+        def launch() -> ManagedProcess:
+            chosen[:] = [port or free_port()]
+            return self._start_once(chosen[0])
+
+        self._launch_until_ready(launch, _BIND_ATTEMPTS if port == 0 else 1)
+        return chosen[0]
+
+    def _launch_until_ready(self, launch: Callable[[], ManagedProcess], attempts: int) -> None:
+        """``launch`` until the process is ready; a new try only if a port was taken (a free
+        port found earlier can be taken by someone else before the process binds it)."""
         last: StackError | None = None
-        for _ in range(_BIND_ATTEMPTS if port == 0 else 1):
-            chosen = port or free_port()
-            self.process = self._start_once(chosen)
+        for _ in range(attempts):
+            self.process = launch()
             try:
                 self.process.wait_until(self._ready, self.startup_timeout, "ready")
-                return chosen
+                return
             except StackError as exc:
                 self.process.stop()
                 self.process = None
@@ -159,6 +170,14 @@ class Pushgateway(_Component):
         """The gateway's groups as `GET /api/v1/metrics` lists them."""
         data = _get_json(f"{self.url}/api/v1/metrics", headers=self._headers)
         return list(data["data"])
+
+    def job_total(self, job: str, metric: str = "healthz_calls_total") -> tuple[float, int]:
+        """``metric`` summed over every group of ``job``, and the number of those groups."""
+        groups = [g for g in self.groups() if g["labels"].get("job") == job]
+        total = sum(
+            float(sample["value"]) for g in groups if metric in g for sample in g[metric]["metrics"]
+        )
+        return total, len(groups)
 
     def wipe(self) -> None:
         """Delete every group (admin API): test isolation."""
@@ -502,20 +521,11 @@ class OtelCollector(_Component):
 
     def start(self) -> Self:
         wanted = (self.grpc_port, self.http_port)
-        last: StackError | None = None
-        for _ in range(_BIND_ATTEMPTS if wanted == (0, 0) else 1):  # a free port can be taken
-            self.process = self._launch(wanted[0] or free_port(), wanted[1] or free_port())
-            try:
-                self.process.wait_until(self._ready, self.startup_timeout, "ready")
-                return self
-            except StackError as exc:
-                self.process.stop()
-                self.process = None
-                last = exc
-                if "address already in use" not in str(exc):
-                    break
-        assert last is not None
-        raise last
+        self._launch_until_ready(
+            lambda: self._launch(wanted[0] or free_port(), wanted[1] or free_port()),
+            _BIND_ATTEMPTS if wanted == (0, 0) else 1,
+        )
+        return self
 
     def validate(self) -> subprocess.CompletedProcess[str]:
         """`otelcol-healthz validate` of the config this component would run."""

@@ -252,17 +252,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def job_total(gateway: Pushgateway, job: str) -> tuple[float, int]:
-    groups = [g for g in gateway.groups() if g["labels"].get("job") == job]
-    total = sum(
-        float(sample["value"])
-        for g in groups
-        if "healthz_calls_total" in g
-        for sample in g["healthz_calls_total"]["metrics"]
-    )
-    return total, len(groups)
-
-
 _lock = threading.Lock()
 
 
@@ -290,7 +279,7 @@ def proof_run(
 
     wait_until(lambda: len(ours()) >= CALLS, 15)
     spans = ours()
-    total, groups = job_total(gateway, f"healthz-{runtime}")
+    total, groups = gateway.job_total(f"healthz-{runtime}")
     return run, spans, total, groups, elapsed
 
 

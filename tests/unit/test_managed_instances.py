@@ -22,7 +22,6 @@ def test_lmi_is_told_by_either_variable() -> None:
     assert environment.is_managed_instances(LMI)
     assert environment.is_managed_instances({"AWS_LAMBDA_MAX_CONCURRENCY": "4"})
     assert not environment.is_managed_instances({"AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand"})
-    assert environment.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "²"}) == 1
     assert workers.shared_directory({}) is None
 
 

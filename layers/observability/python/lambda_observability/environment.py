@@ -25,12 +25,6 @@ def initialization_type(env: Mapping[str, str] = os.environ) -> str:
     return (env.get("AWS_LAMBDA_INITIALIZATION_TYPE") or "on-demand").strip().lower()
 
 
-def max_concurrency(env: Mapping[str, str] = os.environ) -> int:
-    """Worker processes per environment (``AWS_LAMBDA_MAX_CONCURRENCY``); 1 when unset or bad."""
-    raw = (env.get("AWS_LAMBDA_MAX_CONCURRENCY") or "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
-
-
 def is_managed_instances(env: Mapping[str, str] = os.environ) -> bool:
     """Lambda Managed Instances: several workers, never frozen, no per-millisecond billing."""
     return initialization_type(env) == MANAGED_INSTANCES or bool(

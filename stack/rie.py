@@ -75,6 +75,37 @@ class InvokeResult:
         return json.loads(self.body)
 
 
+def traversable(paths: Sequence[Path], hidden: Path) -> list[str]:
+    """Shell lines, for a private mount namespace, that let any user reach ``paths``.
+
+    A folder on the way that others cannot enter (``/root``; a checkout in a ``mktemp -d``
+    folder, mode 700) gets a tmpfs of mode 755 laid over it, with only the entries on the way
+    bound back into it: the folder itself is not changed, and nothing outside the namespace
+    sees a difference. Outer folders first, so that inner ones are reached through the binds.
+    """
+    children: dict[Path, set[str]] = {}
+    for path in paths:
+        for parent in path.parents:
+            if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+                children.setdefault(parent, set()).add(path.relative_to(parent).parts[0])
+    lines = []
+    for index, folder in enumerate(sorted(children, key=lambda p: len(p.parts))):
+        keep = shlex.quote(str(hidden / str(index)))
+        target = shlex.quote(str(folder))
+        lines += [f"mkdir -p {keep}", f"mount --bind {target} {keep}"]
+        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {target}")
+        for child in sorted(children[folder]):
+            inside, saved = (
+                shlex.quote(str(folder / child)),
+                shlex.quote(f"{hidden / str(index)}/{child}"),
+            )
+            lines.append(
+                f"if [ -d {saved} ]; then mkdir {inside}; else touch {inside}; fi;"
+                f" mount --bind {saved} {inside}"
+            )
+    return lines
+
+
 class Rie(Service):
     """One aws-lambda-rie process: one execution environment of the function.
 
@@ -183,18 +214,22 @@ class Rie(Service):
         for owned in ("home", "tmp"):
             (self.workdir / owned).mkdir(mode=0o755, exist_ok=True)
             os.chown(self.workdir / owned, RUNTIME_UID, RUNTIME_GID)
-        for name in ("upper", "work", "pyenv"):
+        for name in ("upper", "work", "hidden"):
             (self.workdir / name).mkdir(mode=0o755)
         w = shlex.quote(str(self.workdir))
-        pyenv = "/root/.pyenv"
+        # What the runtime (uid 993) reads: the interpreter (pyenv's, under /root), the venv,
+        # the function and the layer, wherever the checkout is.
+        needed = [
+            Path(os.path.realpath(self.python)),
+            Path(self.python).absolute(),
+            self.code_dir.absolute(),
+            *(Path(d).absolute() for d in self.layer_dirs),
+        ]
         script = "\n".join(
             [
                 "set -e",
                 "mount --make-rprivate /",
-                f"if [ -d {pyenv} ]; then mount --bind {pyenv} {w}/pyenv; fi",
-                "mount -t tmpfs -o mode=755 tmpfs /root",
-                f"if [ -d {w}/pyenv/versions ]; then mkdir {pyenv};"
-                f" mount --bind {w}/pyenv {pyenv}; fi",
+                *traversable(needed, self.workdir / "hidden"),
                 "mount -t overlay overlay"
                 f" -o lowerdir=/var,upperdir={w}/upper,workdir={w}/work /var",
                 "mkdir -p /var/task",

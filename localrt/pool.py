@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -450,19 +451,24 @@ class Pool:
     # ---- reporting -----------------------------------------------------------------------
 
     def _log_report(self, inv: Invocation, rec: Record, env: Environment) -> None:
-        # The REPORT line Lambda writes to CloudWatch, tagged as localrt's own (not the function's).
+        # The REPORT line Lambda writes to CloudWatch, tagged as localrt's own (not the function's):
+        # Lambda's fields in Lambda's order, with localrt's Client latency after the duration.
+        duration = rec.duration_ms or 0.0
+        memory = env.max_rss_mb()
         init = (
             f" Init Duration: {rec.init_ms:.2f} ms" if rec.cold and rec.init_ms is not None else ""
         )
         LOG.info(
             "REPORT RequestId: %s Environment: %s Outcome: %s Duration: %.2f ms "
-            "Client: %.2f ms Memory Size: %s MB%s",
+            "Client: %.2f ms Billed Duration: %d ms Memory Size: %s MB Max Memory Used: %d MB%s",
             inv.request_id,
             env.tag,
             inv.outcome,
-            rec.duration_ms or 0.0,
+            duration,
             rec.client_ms or 0.0,
+            math.ceil(duration),  # as Lambda bills: up to the next millisecond
             self.settings.spec.memory_size,
+            math.ceil(memory or 0),
             init,
         )
         if env.telemetry is not None and rec.duration_ms is not None:
@@ -472,7 +478,7 @@ class Pool:
                 inv.outcome,
                 rec.duration_ms,
                 len(inv.body),
-                env.max_rss_mb(),
+                memory,
                 rec.init_ms if rec.cold else None,
             )
 

@@ -29,6 +29,11 @@ METRICS = {
     "otel_spans_dropped_total",
     "push_time_seconds",
     "push_failure_time_seconds",
+    # The platform's figures (Telemetry API), pushed where the layer subscribed.
+    "aws_lambda_billed_duration_seconds_sum",
+    "aws_lambda_billed_duration_seconds_count",
+    "faas_invoke_duration_seconds_bucket",
+    "faas_mem_usage_bytes_bucket",
 }
 LABELS = {"job", "instance", "method", "route", "status_code", "backend", "le"}
 
@@ -248,6 +253,9 @@ def test_dashboard_queries_use_only_pushed_metrics_and_labels() -> None:
 def test_the_layer_defines_the_metrics_the_dashboard_reads() -> None:
     import app  # noqa: F401  (registers healthz_calls_total in the layer's registry)
     import lambda_observability.metrics as m
+    from lambda_observability.telemetry_api import PlatformFigures
+
+    PlatformFigures()  # as a Telemetry API subscription makes its histograms
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
     names = {

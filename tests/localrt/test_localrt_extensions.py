@@ -33,8 +33,8 @@ from tests.localrt.harness import (
 pytestmark = pytest.mark.integration
 Start = Callable[..., LocalRT]
 _REPORT = re.compile(
-    r"REPORT RequestId: (\S+) .* Duration: ([\d.]+) ms Client: .* Memory Size: (\d+) MB"
-    r"(?: Init Duration: ([\d.]+) ms)?"
+    r"REPORT RequestId: (\S+) .* Duration: ([\d.]+) ms Client: \S+ ms Billed Duration: (\d+) ms"
+    r" Memory Size: (\d+) MB Max Memory Used: (\d+) MB(?: Init Duration: ([\d.]+) ms)?"
 )
 _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -248,13 +248,13 @@ def test_telemetry_api_delivers_platform_function_and_extension_records(
         metrics = report["metrics"]
         assert report["status"] == "success"
         assert abs(metrics["durationMs"] - float(m.group(2))) <= 0.0051  # 3 decimals vs %.2f
-        assert metrics["billedDurationMs"] == math.ceil(metrics["durationMs"])
-        assert metrics["memorySizeMB"] == int(m.group(3)) == 192
-        assert metrics["maxMemoryUsedMB"] > 0
-        if m.group(4) is None:
+        assert metrics["billedDurationMs"] == math.ceil(metrics["durationMs"]) == int(m.group(3))
+        assert metrics["memorySizeMB"] == int(m.group(4)) == 192
+        assert metrics["maxMemoryUsedMB"] == int(m.group(5)) > 0
+        if m.group(6) is None:
             assert "initDurationMs" not in metrics
         else:
-            assert abs(metrics["initDurationMs"] - float(m.group(4))) <= 0.0051
+            assert abs(metrics["initDurationMs"] - float(m.group(6))) <= 0.0051
     assert "initDurationMs" in reports[ids[0]]["metrics"]
 
 

@@ -18,6 +18,7 @@ DEFAULT_PUSH_TIMEOUT_SECONDS = 0.5
 DEFAULT_EXPORT_INTERVAL_SECONDS = 20.0
 DEFAULT_EXPORT_SPARSE_GAP_SECONDS = 1.0
 EXPORT_MODES = ("auto", "async", "sync")
+SWITCH = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class Settings:
     runtime_api: str | None = None
     export_interval: float = DEFAULT_EXPORT_INTERVAL_SECONDS
     export_sparse_gap: float = DEFAULT_EXPORT_SPARSE_GAP_SECONDS
+    telemetry_api: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -184,6 +186,7 @@ class Settings:
                 DEFAULT_EXPORT_SPARSE_GAP_SECONDS,
                 inclusive=True,
             ),
+            telemetry_api=choice(env, "OBSERVABILITY_TELEMETRY_API", SWITCH) == "on",
         )
 
 

@@ -66,6 +66,27 @@ class ExtensionClient:
         self._identifier = identifier
         return identifier
 
+    def sibling(self) -> ExtensionClient:
+        """The same registered extension on a connection of its own: a call from another
+        thread must not interleave with an ``event/next`` that this one has in flight."""
+        other = ExtensionClient(f"{self._host}:{self._port}", self._register_timeout)
+        other._identifier = self._identifier
+        return other
+
+    def subscribe_telemetry(self, subscription: dict[str, Any]) -> tuple[int, bytes]:
+        """``PUT /2022-07-01/telemetry``: the answer's status and body, whatever they are (a
+        classic emulator answers 202 ``Telemetry.NotSupported``)."""
+        if self._identifier is None:
+            raise ExtensionError("not registered")
+        status, _, body = self._request(
+            "PUT",
+            "/2022-07-01/telemetry",
+            {"Lambda-Extension-Identifier": self._identifier, "Content-Type": "application/json"},
+            json.dumps(subscription).encode(),
+            timeout=self._register_timeout,
+        )
+        return status, body
+
     def next_event(self, on_arrival: Callable[[], None] | None = None) -> dict[str, Any]:
         """Block until the next event: this also tells Lambda the previous one is done.
 
@@ -162,16 +183,16 @@ def _read_answer(
             version, code = _status_line(reader)
             if code == 200 and on_arrival is not None:
                 on_arrival()
-            headers = _headers(reader)
+            headers = read_headers(reader)
             if not 100 <= code < 200:
                 break  # an interim answer (100 Continue) is followed by the real one
         persistent = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         if code in (204, 304):
             body = b""
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            body = _read_chunked(reader)
-        elif "content-length" in headers:
-            body = _exactly(reader, _number(headers["content-length"], 10))
+        elif headers.get("transfer-encoding", "").lower() == "chunked" or (
+            "content-length" in headers
+        ):
+            body = read_body(reader, headers)
         else:  # framed by the end of the connection
             body, persistent = reader.read(_MAX_BODY + 1), False
             if len(body) > _MAX_BODY:
@@ -181,8 +202,17 @@ def _read_answer(
     return code, persistent, headers, body
 
 
+def read_body(reader: io.BufferedReader, headers: dict[str, str], limit: int = _MAX_BODY) -> bytes:
+    """A message body framed by chunked encoding or Content-Length (none: empty)."""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        return _read_chunked(reader, limit)
+    if "content-length" in headers:
+        return _exactly(reader, _number(headers["content-length"], 10, limit))
+    return b""
+
+
 def _status_line(reader: io.BufferedReader) -> tuple[str, int]:
-    line = _line(reader)
+    line = read_line(reader)
     version, _, rest = line.decode("latin-1").partition(" ")
     code = rest[:3]
     if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdecimal():
@@ -190,13 +220,14 @@ def _status_line(reader: io.BufferedReader) -> tuple[str, int]:
     return version, int(code)
 
 
-def _headers(reader: io.BufferedReader) -> dict[str, str]:
-    """Header lines, bounded in number and in total size like the body."""
+def read_headers(reader: io.BufferedReader) -> dict[str, str]:
+    """Header lines up to the blank one (names lower-cased), bounded in number and in total
+    size like the body: also for the Telemetry API's requests (``telemetry_api``)."""
     parts: dict[str, list[str]] = {}
     name = ""
     lines = size = 0
     while True:
-        line = _line(reader)
+        line = read_line(reader)
         if line in (b"\r\n", b"\n"):
             return {key: " ".join(value) for key, value in parts.items()}
         lines += 1
@@ -218,24 +249,24 @@ def _headers(reader: io.BufferedReader) -> dict[str, str]:
         parts[name] = [value]
 
 
-def _read_chunked(reader: io.BufferedReader) -> bytes:
+def _read_chunked(reader: io.BufferedReader, limit: int = _MAX_BODY) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
-        size = _number(_line(reader).split(b";", 1)[0].decode("latin-1"), 16)
+        size = _number(read_line(reader).split(b";", 1)[0].decode("latin-1"), 16, limit)
         if size == 0:
-            while _line(reader) not in (b"\r\n", b"\n"):  # trailers
+            while read_line(reader) not in (b"\r\n", b"\n"):  # trailers
                 pass
             return b"".join(chunks)
         total += size
-        if total > _MAX_BODY:
-            raise ExtensionError("answer too large")
+        if total > limit:
+            raise ExtensionError("body too large")
         chunks.append(_exactly(reader, size))
-        if _line(reader) not in (b"\r\n", b"\n"):
+        if read_line(reader) not in (b"\r\n", b"\n"):
             raise ExtensionError("chunk not followed by CRLF")
 
 
-def _line(reader: io.BufferedReader) -> bytes:
+def read_line(reader: io.BufferedReader) -> bytes:
     line = reader.readline(_MAX_LINE + 1)
     if not line:
         raise ExtensionError("connection closed in the middle of an answer")
@@ -244,14 +275,14 @@ def _line(reader: io.BufferedReader) -> bytes:
     return line
 
 
-def _number(text: str, base: int) -> int:
+def _number(text: str, base: int, limit: int = _MAX_BODY) -> int:
     digits = text.strip()
     allowed = "0123456789" if base == 10 else "0123456789abcdefABCDEF"
     # Plain digits only: int() would also take "+2", "0_2" or "0x2".
     if not digits or any(c not in allowed for c in digits):
         raise ExtensionError(f"malformed length {text[:20]!r}")
     value = int(digits, base)
-    if value > _MAX_BODY:
+    if value > limit:
         raise ExtensionError(f"length out of range: {value}")
     return value
 

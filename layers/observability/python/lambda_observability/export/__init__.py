@@ -17,9 +17,10 @@ sync otherwise. SIGTERM gets a final export of everything (``shutdown.py``).
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Protocol
 
-from .. import environment, metrics, workers
+from .. import environment, metrics, telemetry_api, workers
 from ..config import Settings
 from ..extension import ExtensionClient
 from ..logs import logger
@@ -77,39 +78,37 @@ def exporter_for(
 
 
 def start(settings: Settings, exporter: Exporter, source: FailureReporter = reporter) -> Flush:
-    """The trigger for this environment, logged once at cold start; installs the SIGTERM flush."""
+    """The trigger for this environment, logged once at cold start; installs the SIGTERM flush
+    and, where an extension is registered, the Telemetry API subscription."""
     global _current
     _current = exporter
     policy = ExportPolicy(settings.export_interval, settings.export_sparse_gap)
     flush: Flush = SyncFlush(exporter, policy)
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
+    client = ExtensionClient(settings.runtime_api) if settings.runtime_api else None
+    registered: str | None = None  # the Telemetry API schema, once an extension is registered
     if settings.export_mode != "sync" and environment.is_managed_instances():
         # Never frozen, no billed milliseconds: a background timer, off the request path.
         timer = TimerFlush(exporter, policy)
-        flush, reason = (
-            timer,
-            "Lambda Managed Instances: "
-            + timer.start(
-                ExtensionClient(settings.runtime_api) if settings.runtime_api else None, source
-            ),
-        )
+        flush, reason = timer, "Lambda Managed Instances: " + timer.start(client, source)
+        registered = telemetry_api.SCHEMA_MANAGED_INSTANCES if timer.registered else None
     elif settings.export_mode != "sync":
-        if settings.runtime_api is None:
+        if client is None:
             reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
         else:
-            candidate = AsyncFlush(exporter, policy, ExtensionClient(settings.runtime_api), source)
+            candidate = AsyncFlush(exporter, policy, client, source)
             try:
                 candidate.start()
             except Exception as error:
                 reason = f"Extensions API unavailable: {type(error).__name__}: {error}"
             else:
                 flush, reason = candidate, f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
+                registered = telemetry_api.SCHEMA_ON_DEMAND
         if settings.export_mode == "async" and flush.mode != "async":
             logger.warning("async export unavailable, exporting before each response")
+    platform = _subscribe(settings, client, registered)
     if settings.runtime_api is not None:
-        install_sigterm_flush(
-            lambda: exporter.export(time.monotonic() + SHUTDOWN_BUDGET_SECONDS, final=True)
-        )
+        install_sigterm_flush(partial(_final_export, exporter, flush, platform))
     logger.info(
         "telemetry export mode",
         extra={
@@ -117,6 +116,26 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
             "reason": reason,
             "export_interval_seconds": policy.interval,
             "export_sparse_gap_seconds": policy.sparse_gap,
+            "telemetry_api": platform.outcome,
         },
     )
     return flush
+
+
+def _subscribe(
+    settings: Settings, client: ExtensionClient | None, schema: str | None
+) -> telemetry_api.Subscription:
+    if not settings.telemetry_api:
+        return telemetry_api.Subscription("off (OBSERVABILITY_TELEMETRY_API=off)")
+    if client is None or schema is None:
+        return telemetry_api.Subscription("no extension registered")
+    # The extension's thread is already waiting in event/next on the client's connection.
+    return telemetry_api.subscribe(client.sibling(), schema)
+
+
+def _final_export(exporter: Exporter, flush: Flush, platform: telemetry_api.Subscription) -> None:
+    deadline = time.monotonic() + SHUTDOWN_BUDGET_SECONDS
+    if isinstance(flush, AsyncFlush):
+        # The last call's platform.report leaves Lambda as the environment shuts down.
+        platform.wait_for_reports(flush.invocations)
+    exporter.export(deadline, final=True)

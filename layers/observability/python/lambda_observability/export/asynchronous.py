@@ -61,6 +61,12 @@ class AsyncFlush:
             self._done.notify_all()
 
     @property
+    def invocations(self) -> int:
+        """Handler ends so far: one ``platform.report`` each is due from the Telemetry API."""
+        with self._done:
+            return self._ends
+
+    @property
     def unmatched(self) -> int:
         """Handler ends whose INVOKE event has not been seen (bounded: lost events age out)."""
         with self._done:

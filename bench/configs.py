@@ -51,6 +51,14 @@ CONFIGS: tuple[Config, ...] = (
         "5b. lambda-otel-lite, async",
         "span (OTLP/HTTP) after the response; no metrics, no logs",
     ),
+    Config(
+        "otel-collector-ext",
+        "OtelCollectorExtFunction",
+        "6. (4) + the OTel Lambda collector extension",
+        "span (OTLP/HTTP, force_flush) to the collector extension on localhost:4318 + "
+        "Pushgateway push, before returning; the collector exports after the response "
+        "(batch + decouple, before /next)",
+    ),
 )
 BARE = CONFIGS[0]
 DELAYS_MS: tuple[int, ...] = (0, 100)

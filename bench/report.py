@@ -243,6 +243,10 @@ def markdown(data: dict[str, Any]) -> str:
         queued = " / ".join(str(c["warm_queued_requests"]) for c in cells)
         lines.append(f"| {config['label']} | {config['telemetry']} | {gaps} | {idle} | {queued} |")
     lines += _anomalies(data)
+    if "collector_ext" in data:
+        from bench import collector_ext
+
+        lines += ["", collector_ext.markdown(data["collector_ext"])]
     if "lmi" in data:
         from bench import lmi
 

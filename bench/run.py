@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import importtime, inenv, lmi, percall, report
+from bench import collector_ext, importtime, inenv, lmi, percall, report
 from bench.configs import CONFIGS, DELAYS_MS, REPO, RESULTS, Config
 from bench.driver import FaultProxyProcess, LocalRT, clean_env
 from bench.measure import Budget, ColdSample, WarmResult, cold_start, summary, warm
@@ -66,10 +66,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="OBSERVABILITY_EXPORT_INTERVAL_SECONDS of ours-LMI",
     )
     parser.add_argument("--skip-lmi", action="store_true", help="no Lambda Managed Instances rows")
+    parser.add_argument(
+        "--collector-calls",
+        type=int,
+        default=50,
+        help="calls of otel-collector-ext's graceful-stop phase, per delay",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.cold, args.warm, args.warmup = 3, 30, 5
         args.lmi_calls, args.lmi_warmup, args.lmi_seconds = 40, 20, 3.0
+        args.collector_calls = 10
     return args
 
 
@@ -174,6 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         proxy = stack.enter_context(FaultProxyProcess(pushgateway.url, workdir))
         otlp = stack.enter_context(FaultProxyProcess(receiver.http_endpoint, workdir, "otlp"))
         env = clean_env(PUSHGATEWAY_URL=proxy.url, OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url)
+        with_collector = any(c.key == collector_ext.KEY for c in configs)
+        if with_collector:  # the extension's binary, built by make go-tools
+            env["OTEL_LAMBDA_COLLECTOR_BIN"] = collector_ext.binary()
         servers: dict[str, LocalRT] = {}
         for config in configs:  # all start in parallel
             servers[config.key] = LocalRT(config.function, env, workdir)
@@ -217,6 +227,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pushes = proxy.stats()["stats"]["forwarded"]
         for rt in servers.values():  # the classic servers are idle: out of the LMI phases' way
             rt.stop()
+        collector_results = None
+        if with_collector:
+            collector_results = collector_ext.run(
+                delays, receiver, proxy, otlp, workdir, budget, args.collector_calls, log
+            )
         lmi_results = None
         if not args.skip_lmi:
             lmi_results = lmi.run(
@@ -251,6 +266,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "configs": [asdict(c) for c in configs],
         "results": results,
     }
+    if collector_results is not None:
+        data["collector_ext"] = collector_results
     if lmi_results is not None:
         data["lmi"] = lmi_results
     return data

@@ -4,8 +4,11 @@
 #   otelcol-healthz  the project's OpenTelemetry Collector, from tools/otelcol/builder-config.yaml
 #                    by the OpenTelemetry Collector Builder (the version its `# builder:` line names)
 #   pushgateway      the Prometheus Pushgateway, from tools/pushgateway/go.mod and go.sum
+#   otel-lambda-collector  opentelemetry-lambda's collector extension, from its source in
+#                    tools/otel-lambda-collector/collector with the tags of its build-tags file
 # Each lands in .tools/go/<name>-<key>/<name>, the key being the first 16 hex digits of the
-# SHA-256 of its manifest (stack/gotools.py computes the same): built already, nothing to do; a
+# SHA-256 of its manifest (stack/gotools.py computes the same; for otel-lambda-collector,
+# every file of its folder in byte order of their paths, as bench/collector_ext.py does): built already, nothing to do; a
 # changed manifest builds anew. Go's own caches (GOMODCACHE, GOCACHE) are used as they are set.
 # Without Go, one line says what to install, and exit 1.
 set -euo pipefail
@@ -102,6 +105,34 @@ build_pushgateway() {
   report "$name" "$started" "$binary"
 }
 
+# Every file of a folder, in byte order of their paths (no NUL in them: ours).
+tree_files() { (cd "$root" && find "$1" -type f -print | LC_ALL=C sort); }
+
+build_otel_lambda_collector() {
+  local module=tools/otel-lambda-collector name=otel-lambda-collector
+  local dir binary tags started=$SECONDS
+  local -a files
+  mapfile -t files < <(tree_files "$module")
+  dir=$out/$name-$(key "${files[@]}")
+  binary=$dir/$name
+  [[ -x $binary ]] && return 0
+  tags=$(tr -d '[:space:]' <"$module/build-tags")
+  echo "make: building $name from $module (the first build takes minutes)" >&2
+  mkdir -p "$dir.tmp"
+  (cd "$module/collector" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags "$tags" \
+    -ldflags "-s -w -X main.Version=c72580eb-healthz" -o "$dir.tmp/$name" .) \
+    >"$out/$name-build.log" 2>&1 || {
+    tail -30 "$out/$name-build.log" >&2
+    echo "make: building $name failed: $out/$name-build.log" >&2
+    exit 1
+  }
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+  settle "$name" "$dir"
+  report "$name" "$started" "$binary"
+}
+
 mkdir -p "$out"
 build_otelcol
 build_pushgateway
+build_otel_lambda_collector

@@ -41,6 +41,13 @@ NOT_BEFORE_THE_FIRST_RESPONSE = (
     "http.client",  # the extension speaks HTTP/1.1 itself; http.client parses with email
     "email",
     "ssl",
+    # Issue 21: the SDK span and the registry are made after the response (tracing.py,
+    # metrics.py); Powertools' Metrics, Tracer and jmespath run on first use (lazy.py).
+    "opentelemetry.sdk",
+    "prometheus_client",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+    "jmespath",
 )
 
 _SCRIPT = """
@@ -58,6 +65,30 @@ instrumentation().flush.after_invocation = lambda *args: seen.append(sorted(sys.
 response = app.handler(json.load(open(sys.argv[1])), context)
 print(json.dumps({"status": response["statusCode"], "modules": seen[0]}))
 """
+
+
+_INIT = """
+import json, sys
+import awslambdaric.bootstrap, app  # what the runtime imports at init
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_init_imports_neither_the_sdk_nor_prometheus_client() -> None:
+    api = ScriptedApi([Reply(REGISTERED), Reply(b"", silent=True)])
+    variables = {
+        "POWERTOOLS_SERVICE_NAME": "healthz",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "PUSHGATEWAY_URL": "http://127.0.0.1:9",
+        "OBSERVABILITY_EXPORT_MODE": "async",
+        "AWS_LAMBDA_RUNTIME_API": api.address,
+    }
+    out = fresh.run(_INIT, ROOT / "functions/healthz", [], variables)
+    api.close()
+    modules = json.loads(out.splitlines()[-1])
+    assert '"export_mode":"async"' in out
+    heavy = ("opentelemetry.sdk", "prometheus_client", "jmespath", "aws_lambda_powertools.metrics")
+    assert [m for m in modules if m.split(".")[0] in heavy or m.startswith(heavy)] == []
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

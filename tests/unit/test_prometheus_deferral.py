@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 _PRELUDE = """
 import json, sys
 import lambda_observability.metrics
+lambda_observability.metrics.registry()  # the first export makes it
 import prometheus_client as pc
 """
 
@@ -25,6 +26,24 @@ def run(body: str) -> dict[str, object]:
     out = fresh.run(_PRELUDE + body, ROOT / "functions/healthz")
     result: dict[str, object] = json.loads(out.splitlines()[-1])
     return result
+
+
+def test_declaring_and_recording_imports_no_prometheus_client() -> None:
+    body = (
+        "from lambda_observability import metrics\n"
+        "calls = metrics.counter('calls_total', 'Calls.')\n"
+        "calls.inc(2)\n"
+        "sizes = metrics.histogram('sizes', 'Sizes.', ['kind'], buckets=(1, 5))\n"
+        "sizes.labels(kind='a').observe(3)\n"
+        "before = sorted(m for m in sys.modules if m.startswith('prometheus_client'))\n"
+        "total = metrics.total(calls)\n"
+        "replayed = metrics.value('calls_total'), metrics.value('sizes_bucket', "
+        "{'kind': 'a', 'le': '5.0'})\n"
+        "print(json.dumps({'before': before, 'total': total, 'replayed': replayed}))"
+    )
+    out = fresh.run("import json, sys\n" + body, ROOT / "functions/healthz")
+    result = json.loads(out.splitlines()[-1])
+    assert result == {"before": [], "total": 2.0, "replayed": [2.0, 1.0]}
 
 
 def test_the_layer_loads_neither_exposition_nor_the_package_init() -> None:

@@ -20,11 +20,11 @@ from typing import Any
 # The function's own directory: this wrapper is a function of bench/template.yaml of its own.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "functions" / "healthz"))
 
-import opentelemetry.sdk.trace as sdk_trace
 
 import app
 from lambda_observability import http_event, logger
 from lambda_observability.instrument import Instrumentation, instrumentation
+from lambda_observability.tracing import LightSpan
 
 # What bench/inenv.py reports, by these keys.
 PIECES = ("whole", "observe", "function", "log_line", "span", "parse")
@@ -46,9 +46,9 @@ def _timed(piece: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-tracer = instrumentation().tracing.tracer
-tracer.start_span = _timed("span", tracer.start_span)  # type: ignore[method-assign]
-sdk_trace.Span.end = _timed("span", sdk_trace.Span.end)  # type: ignore[method-assign]
+tracing = instrumentation().tracing
+tracing.start_span = _timed("span", tracing.start_span)  # type: ignore[method-assign]
+LightSpan.end = _timed("span", LightSpan.end)  # type: ignore[method-assign]
 logger.info = _timed("log_line", logger.info)  # type: ignore[method-assign]
 http_event.parse = _timed("parse", http_event.parse)
 Instrumentation.invoke = _timed("observe", Instrumentation.invoke)  # type: ignore[method-assign]

@@ -60,8 +60,10 @@ def number(
     minimum: float = 0.0,
     inclusive: bool = False,
     integer: bool = False,
+    maximum: float | None = None,
 ) -> float:
-    """A number above ``minimum`` (or equal, if ``inclusive``), else ``default`` and a problem.
+    """A number above ``minimum`` (or equal, if ``inclusive``) and at most ``maximum``, else
+    ``default`` and a problem.
 
     ASCII digits only: ``str.isdigit`` accepts ``²``, which ``int`` refuses.
     """
@@ -82,6 +84,9 @@ def number(
     if value < minimum or (value == minimum and not inclusive):
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
         problem(Problem(name, f"must be {bound}", str(default), raw))
+        return default
+    if maximum is not None and value > maximum:
+        problem(Problem(name, f"must be <= {maximum:g}", str(default), raw))
         return default
     return value
 

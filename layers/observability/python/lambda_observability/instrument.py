@@ -9,7 +9,6 @@ from collections.abc import Callable, Collection
 from contextvars import Token
 from typing import Any, overload
 
-from aws_lambda_powertools.logging import logger as powertools_logger
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -36,8 +35,9 @@ class Instrumentation:
 
     def __init__(self, settings: Settings, service_version: str | None) -> None:
         self.settings = settings
+        # The resource is built with the SDK, after the first response (tracing.py).
         self.tracing = Tracing(
-            build_resource(settings.service_name, service_version),
+            functools.partial(build_resource, settings.service_name, service_version),
             queue_size(),
             on_drop=SPANS_DROPPED.inc,
         )
@@ -49,6 +49,9 @@ class Instrumentation:
             logger.warning("configuration value ignored", extra=item.as_log())
         # One truth for the log line, the span and the counter (see environment.py):
         # Powertools' Logger reads this flag, and clears it after the first call as we do.
+        # (Imported here, after logs.py has deferred what Powertools does not need.)
+        from aws_lambda_powertools.logging import logger as powertools_logger
+
         self._cold = environment.first_call_is_cold()
         powertools_logger.is_cold_start = self._cold
 
@@ -75,7 +78,7 @@ class Instrumentation:
         token: Token[Context] | None = None
         remembered: http_event.Remembered | None = None
         try:
-            span = self.tracing.tracer.start_span(
+            span = self.tracing.start_span(
                 _span_name(request, context),
                 context=_parent_context(request),
                 kind=SpanKind.SERVER,

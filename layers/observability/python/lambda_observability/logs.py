@@ -8,10 +8,21 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from opentelemetry import trace
 
-from . import config
+from . import config, lazy
+
+# Powertools' package __init__ imports its Metrics and Tracer, and its Logger's module imports
+# jmespath for correlation id paths the layer does not use (``inject_lambda_context`` gets the
+# id from the layer's reading of the event): both run on first use instead (lazy.py).
+_PACKAGE_DEFERRED = lazy.defer("aws_lambda_powertools")
+lazy.defer("aws_lambda_powertools.utilities.jmespath_utils")
+if _PACKAGE_DEFERRED:
+    from aws_lambda_powertools.package_logger import set_package_logger_handler
+
+    set_package_logger_handler()  # type: ignore[no-untyped-call]  # as the package __init__ does
+
+from aws_lambda_powertools.logging import Logger  # noqa: E402  (after the deferrals)
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -23,14 +23,11 @@ import math
 import socket
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import metrics
 from .errors import TelemetryError
 from .extension import ExtensionClient, read_body, read_headers, read_line
-
-if TYPE_CHECKING:
-    from prometheus_client.metrics import Histogram
 
 SCHEMA_ON_DEMAND = "2022-12-13"
 SCHEMA_MANAGED_INSTANCES = "2025-01-29"  # the only one LMI accepts
@@ -76,7 +73,7 @@ _MEMORY = tuple(float(mb * _MB) for mb in (64, 128, 256, 512, 1024, 2048, 4096, 
 
 
 @functools.cache
-def _histogram(name: str) -> Histogram:
+def _histogram(name: str) -> metrics.Histogram:
     """The figures' histograms, made on first use: a group without a subscription (sync
     mode, the switch off) pushes none of them, not empty ones."""
     documentation, buckets = _HISTOGRAMS[name]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,6 +53,8 @@ def environment_id(directory: Path) -> str:
     path = directory / "instance"
     with contextlib.suppress(FileNotFoundError):
         return path.read_text().strip()
+    import uuid  # LMI only
+
     candidate = directory / f"instance.{os.getpid()}"
     candidate.write_text(uuid.uuid4().hex)
     with contextlib.suppress(FileExistsError):

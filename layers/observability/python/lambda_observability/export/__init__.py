@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import environment, metrics, telemetry_api, workers
 from ..config import Settings
@@ -34,6 +34,9 @@ from .pushgateway import PushgatewayBackend
 from .spans import SpanBackend
 from .sync import SyncFlush
 from .timer import TimerFlush
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 # Lambda gives the runtime 500 ms between SIGTERM and SIGKILL when internal extensions exist
 # (600 ms on Lambda Managed Instances).
@@ -63,11 +66,18 @@ def backends(
     """The backends the configuration names, spans first."""
     found: list[Backend] = [SpanBackend(tracing.queue, source)]
     if settings.pushgateways:
-        registry, instance = metrics.environment_registry()
         shared = metrics.SHARED_DIRECTORY
-        leader = workers.Leader(shared).held if shared is not None else None
-        found.append(PushgatewayBackend(settings, source, registry, instance, leader))
+        if shared is None:
+            found.append(PushgatewayBackend(settings, source))
+        else:  # LMI: every worker's values summed, as the environment's group
+            instance = workers.environment_id(shared)
+            leader = workers.Leader(shared).held
+            found.append(PushgatewayBackend(settings, source, _summed, instance, leader))
     return found
+
+
+def _summed() -> CollectorRegistry:
+    return metrics.environment_registry()[0]
 
 
 def exporter_for(
@@ -87,6 +97,10 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
     client = ExtensionClient(settings.runtime_api) if settings.runtime_api else None
     registered: str | None = None  # the Telemetry API schema, once an extension is registered
+    if environment.is_managed_instances():
+        # Every worker's values go to the shared files from the first one on, and LMI's init
+        # is never on a request's path: the registry is made now, not at the first export.
+        metrics.registry()
     if settings.export_mode != "sync" and environment.is_managed_instances():
         # Never frozen, no billed milliseconds: a background timer, off the request path.
         timer = TimerFlush(exporter, policy)

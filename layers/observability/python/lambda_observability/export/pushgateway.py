@@ -12,20 +12,20 @@ split between gateways.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from prometheus_client.registry import CollectorRegistry
-
+from .. import metrics
 from ..config import Gateway, Settings
 from ..config import gateways as read_gateways
 from ..environment import INSTANCE_ID
 from ..errors import DeadlineError, keep_secret
-from ..metrics import REGISTRY
 from .failures import FailureReporter
 from .secrets import BasicAuthSecret
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 PushHandler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
 
@@ -36,6 +36,8 @@ def gateway_for[T](gateways: Sequence[T], instance: str = INSTANCE_ID) -> T:
     A hash that every process computes alike (``hash()`` is salted per process), so that the
     janitor, a test or a person can tell where a group lives from its instance id.
     """
+    import hashlib  # on first use: its import is a few ms of init (importtime.md)
+
     if not gateways:
         raise ValueError("no Pushgateway URL")
     digest = hashlib.sha256(instance.encode()).digest()
@@ -46,6 +48,8 @@ def push_handler(credentials: tuple[str, str] | None, deadline: float | None = N
     """prometheus-client's push handler protocol over the layer's HTTP client; raises a
     ``TelemetryError`` on any answer but a 2xx. Without ``deadline``, each request gets
     prometheus-client's ``timeout`` as its overall deadline."""
+    import base64
+
     from .http_client import request
 
     authorization = None
@@ -90,7 +94,7 @@ def push(
     deadline: float,
     credentials: tuple[str, str] | None = None,
     *,
-    registry: CollectorRegistry = REGISTRY,
+    registry: CollectorRegistry | None = None,
     instance: str = INSTANCE_ID,
 ) -> None:
     """PUT this environment's whole group by ``deadline`` (monotonic); raises on any failure.
@@ -107,7 +111,7 @@ def push(
     push_to_gateway(
         gateway.url,
         job=job,
-        registry=registry,
+        registry=registry if registry is not None else metrics.registry(),
         grouping_key={"instance": instance},
         timeout=None,
         handler=handler(credentials or gateway.credentials, deadline),
@@ -115,9 +119,12 @@ def push(
 
 
 class PushgatewayBackend:
-    """Pushes ``registry`` as the group ``instance``; with ``leader``, only while it says so,
-    except for the final push (every LMI worker sends the environment's sum at SIGTERM, so
-    that the last one to finish carries every count)."""
+    """Pushes the registry ``source`` makes as the group ``instance``; with ``leader``, only
+    while it says so, except for the final push (every LMI worker sends the environment's sum
+    at SIGTERM, so that the last one to finish carries every count).
+
+    ``source`` runs at the first export, not at cold start: it makes the registry, and with
+    it imports prometheus-client (``metrics.py``)."""
 
     name = "pushgateway"
     carries_failures = True
@@ -126,13 +133,14 @@ class PushgatewayBackend:
         self,
         settings: Settings,
         reporter: FailureReporter,
-        registry: CollectorRegistry = REGISTRY,
+        source: Callable[[], CollectorRegistry] = metrics.registry,
         instance: str = INSTANCE_ID,
         leader: Callable[[], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._reporter = reporter
-        self._registry = registry
+        self._source = source
+        self._registry: CollectorRegistry | None = None
         self.instance = instance
         self._leader = leader
         self._secret = (
@@ -149,6 +157,8 @@ class PushgatewayBackend:
 
     def prepare(self) -> None:
         push_code()
+        if self._registry is None:
+            self._registry = self._source()
 
     def send(self, deadline: float, final: bool = False) -> bool:
         if self._leader is not None and not final and not self._leader():
@@ -165,7 +175,7 @@ class PushgatewayBackend:
             self._settings.pushgateway_job,
             deadline,
             credentials,
-            registry=self._registry,
+            registry=self._registry if self._registry is not None else self._source(),
             instance=self.instance,
         )
         return True

@@ -14,14 +14,13 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace import ReadableSpan
-
 from .. import config
 from ..errors import TelemetryError
 from ..tracing import QueueSpanProcessor
 from .failures import FailureReporter
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
 
 SUPPORTED_EXPORTERS = ("otlp", "console", "none")
@@ -89,9 +88,14 @@ class _Target:
         self.kept: list[ReadableSpan] = []
         self._queue = queue
 
-    def send(self, spans: list[ReadableSpan], deadline: float) -> None:
+    def build(self) -> SpanExporter:
         if self.exporter is None:
             self.exporter = build_exporter(self.name)
+        return self.exporter
+
+    def send(self, spans: list[ReadableSpan], deadline: float) -> None:
+        self.build()
+        assert self.exporter is not None
         send = getattr(self.exporter, "send", None)
         if send is not None:  # the layer's OTLP exporters take the deadline
             send(spans, deadline)
@@ -135,7 +139,13 @@ class SpanBackend:
         return {"otlp:export": self.name} if "otlp" in self.exporters else {}
 
     def prepare(self) -> None:
-        return None  # the exporters import on first use, inside send
+        """The SDK and the exporters, loaded before the deadline starts (at the first export,
+        which async mode makes after the first response; tens of ms of imports)."""
+        self.queue.prepare()
+        with self._lock:
+            targets = list(self._targets)
+        for target in targets:
+            target.build()
 
     def use_exporter(self, exporter: SpanExporter | None) -> None:
         """Replace the exporters the ``OTEL_*`` variables name (tests, custom backends); spans

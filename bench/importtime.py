@@ -181,16 +181,20 @@ ACCOUNTED = {
     "app": "the function",
     "health": "the health document",
     "lambda_observability": "the layer",
-    "aws_lambda_powertools": "Powertools Logger (kept, issue 10); Powertools' package `__init__` "
-    "also imports its Metrics and Tracer modules",
-    "jmespath": "Powertools Logger's module imports it (correlation id paths); the layer sets "
-    "the correlation id from its own reading of the event",
+    "aws_lambda_powertools": "Powertools Logger (kept, issue 10); the package `__init__` (its "
+    "Metrics and Tracer) runs on first use only (`lazy.py`, issue 21)",
+    "jmespath": "Powertools Logger's module imports it (correlation id paths); deferred to first "
+    "use (`lazy.py`): the layer sets the correlation id from its own reading of the event",
     "botocore": "`botocore/__init__` only, for Powertools' user agent; no session, no client",
-    "prometheus_client": "prometheus-client (kept): the counter and histogram a response updates",
+    "prometheus_client": "prometheus-client: made at the first export since issue 21 (a response "
+    "adds to plain numbers, metrics.py); listed here only if something imported it at init",
     "prometheus_client.exposition": "the push only: `metrics.py` loads prometheus-client's "
     "metric modules without the package `__init__`, which imports this one",
     "prometheus_client.decorator": "prometheus-client's metrics (its timing decorators)",
-    "opentelemetry": "the OpenTelemetry API and SDK (kept): the invocation's SERVER span",
+    "opentelemetry": "the OpenTelemetry API (kept): the SERVER span's context for the log line "
+    "and for user spans; the SDK loads after the response since issue 21 (tracing.py)",
+    "typing_extensions": "the OpenTelemetry API's `deprecated` (with `inspect`, `ast`, `dis`): "
+    "the largest part of init left over bare",
     "opentelemetry.baggage": "the W3C baggage propagator (OTEL_PROPAGATORS)",
     "opentelemetry.trace.propagation": "the W3C trace-context propagator (OTEL_PROPAGATORS)",
     "http.client": "the layer's HTTP client for exports, on first use (the Extensions API "
@@ -198,7 +202,6 @@ ACCOUNTED = {
     "psutil": "optional in `opentelemetry.sdk.resources`; installed here by the dev "
     "requirements, not by the layer's, so it is not in the image",
     "uuid": "the environment's instance id (grouping key, service.instance.id)",
-    "typing_extensions": "Powertools and OpenTelemetry",
     "json": "events and answers",
     "logging": "Powertools Logger",
     "typing": "everything",

@@ -174,9 +174,9 @@ def _milliseconds(figures: Any, name: str) -> float | None:
 
 
 class Listener:
-    """The subscription's HTTP destination: one thread, one connection at a time, as Lambda
-    delivers. Speaks just enough HTTP/1.1 (the Extensions API client's framing) to take a
-    POSTed batch and answer it; ``http.server`` would cost its import at every cold start."""
+    """The subscription's HTTP destination, a thread per connection. Speaks just enough
+    HTTP/1.1 (the Extensions API client's framing) to take a POSTed batch and answer it;
+    ``http.server`` would cost its import at every cold start."""
 
     def __init__(self, figures: PlatformFigures, host: str) -> None:
         self.figures = figures
@@ -200,12 +200,20 @@ class Listener:
                 connection, _ = self._server.accept()
             except OSError:
                 return  # closed
-            with connection:
-                connection.settimeout(READ_TIMEOUT_SECONDS)
-                try:
-                    self._converse(connection)
-                except (OSError, TelemetryError):
-                    self.errors += 1  # one bad delivery; Lambda retries it on a new connection
+            # A thread per connection: a platform that keeps one connection idle in its pool
+            # and opens another for the next batch (AWS's LMI emulator, Go's HTTP client)
+            # must not wait for the first to close.
+            threading.Thread(
+                target=self._handle, args=(connection,), name="telemetry-api-conn", daemon=True
+            ).start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(READ_TIMEOUT_SECONDS)
+            try:
+                self._converse(connection)
+            except (OSError, TelemetryError):
+                self.errors += 1  # one bad delivery; Lambda retries it on a new connection
 
     def _converse(self, connection: socket.socket) -> None:
         reader = connection.makefile("rb")

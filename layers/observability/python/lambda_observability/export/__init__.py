@@ -105,7 +105,10 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
         # Never frozen, no billed milliseconds: a background timer, off the request path.
         timer = TimerFlush(exporter, policy)
         flush, reason = timer, "Lambda Managed Instances: " + timer.start(client, source)
-        registered = telemetry_api.SCHEMA_MANAGED_INSTANCES if timer.registered else None
+        # No Telemetry API on LMI (yet): subscribed, AWS's emulator in LMI mode stalled calls
+        # (one of 120 timed out after 30 s in tests/e2e/test_runtimes_proof.py, 4 workers),
+        # and its records carry no billed duration anyway.
+        registered = None
     elif settings.export_mode != "sync":
         if client is None:
             reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
@@ -141,6 +144,8 @@ def _subscribe(
 ) -> telemetry_api.Subscription:
     if not settings.telemetry_api:
         return telemetry_api.Subscription("off (OBSERVABILITY_TELEMETRY_API=off)")
+    if environment.is_managed_instances():
+        return telemetry_api.Subscription("not on Lambda Managed Instances")
     if client is None or schema is None:
         return telemetry_api.Subscription("no extension registered")
     # The extension's thread is already waiting in event/next on the client's connection.

@@ -234,12 +234,16 @@ def test_tree_holds_only_what_the_image_needs(image: Image) -> None:
 
 
 def test_tree_imports_without_boto3(image: Image) -> None:
+    # The SDK and the registry load at the first export, not at init: imported here by name.
     code = (
         "import importlib.util, json, sys\n"
         "import app\n"
         "mods = ['aws_lambda_powertools', 'opentelemetry.sdk', 'prometheus_client',\n"
         "        'lambda_observability', 'app']\n"
-        "print(json.dumps({'boto3_loaded': 'boto3' in sys.modules or 'botocore' in sys.modules,\n"
+        "import importlib\n"
+        "boto3_at_init = 'boto3' in sys.modules or 'botocore' in sys.modules\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "print(json.dumps({'boto3_loaded': boto3_at_init,\n"
         "  'boto3_findable': importlib.util.find_spec('boto3') is not None,\n"
         "  'files': {m: sys.modules[m].__file__ or list(sys.modules[m].__path__)[0]\n"
         "            for m in mods}}))\n"

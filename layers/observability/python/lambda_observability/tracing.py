@@ -22,6 +22,7 @@ span backend drains it, by a deadline.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -283,7 +284,6 @@ class Tracing:
         self.sampler = Sampler()
         self._provider: TracerProvider | None = None
         self._lock = threading.Lock()
-        self._made: dict[str, Any] = {}
         self.is_global = install_global and _install_global(LazyTracerProvider(self))
 
     @property
@@ -334,14 +334,9 @@ class Tracing:
 
     def _readable(self, span: LightSpan) -> ReadableSpan:
         from opentelemetry.attributes import BoundedAttributes
-        from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.sdk.trace import Event, ReadableSpan
 
-        made = self._made
-        if not made:
-            made["limits"] = SpanLimits()  # the OTEL_*_LIMIT variables, as the SDK reads them
-            made["scope"] = InstrumentationScope(_INSTRUMENTATION_NAME)
-        limits = made["limits"]
+        limits, scope = _limits_and_scope()
 
         def bounded(values: Mapping[str, Any], most: int | None, length: int | None) -> Any:
             return BoundedAttributes(most, values, immutable=True, max_value_len=length)
@@ -367,8 +362,17 @@ class Tracing:
             status=span.status,
             start_time=span.start_time,
             end_time=span.end_time,
-            instrumentation_scope=made["scope"],
+            instrumentation_scope=scope,
         )
+
+
+@functools.cache
+def _limits_and_scope() -> tuple[Any, Any]:
+    """The OTEL_*_LIMIT variables as the SDK reads them, and the layer's scope: read once."""
+    from opentelemetry.sdk.trace import SpanLimits
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    return SpanLimits(), InstrumentationScope(_INSTRUMENTATION_NAME)
 
 
 class LazyTracerProvider(trace.TracerProvider):

@@ -96,7 +96,7 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
     flush: Flush = SyncFlush(exporter, policy)
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
     client = ExtensionClient(settings.runtime_api) if settings.runtime_api else None
-    registered: str | None = None  # the Telemetry API schema, once an extension is registered
+    registered = False  # the Telemetry API takes an extension's identifier
     if environment.is_managed_instances():
         # Every worker's values go to the shared files from the first one on, and LMI's init
         # is never on a request's path: the registry is made now, not at the first export.
@@ -105,10 +105,6 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
         # Never frozen, no billed milliseconds: a background timer, off the request path.
         timer = TimerFlush(exporter, policy)
         flush, reason = timer, "Lambda Managed Instances: " + timer.start(client, source)
-        # No Telemetry API on LMI (yet): subscribed, AWS's emulator in LMI mode stalled calls
-        # (one of 120 timed out after 30 s in tests/e2e/test_runtimes_proof.py, 4 workers),
-        # and its records carry no billed duration anyway.
-        registered = None
     elif settings.export_mode != "sync":
         if client is None:
             reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
@@ -120,7 +116,7 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
                 reason = f"Extensions API unavailable: {type(error).__name__}: {error}"
             else:
                 flush, reason = candidate, f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
-                registered = telemetry_api.SCHEMA_ON_DEMAND
+                registered = True
         if settings.export_mode == "async" and flush.mode != "async":
             logger.warning("async export unavailable, exporting before each response")
     platform = _subscribe(settings, client, registered)
@@ -140,16 +136,19 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
 
 
 def _subscribe(
-    settings: Settings, client: ExtensionClient | None, schema: str | None
+    settings: Settings, client: ExtensionClient | None, registered: bool
 ) -> telemetry_api.Subscription:
     if not settings.telemetry_api:
         return telemetry_api.Subscription("off (OBSERVABILITY_TELEMETRY_API=off)")
     if environment.is_managed_instances():
+        # Not on LMI (yet): subscribed, AWS's emulator in LMI mode stalled calls (one of 120
+        # timed out after 30 s in tests/e2e/test_runtimes_proof.py, 4 workers), and LMI's
+        # records carry no billed duration anyway.
         return telemetry_api.Subscription("not on Lambda Managed Instances")
-    if client is None or schema is None:
+    if client is None or not registered:
         return telemetry_api.Subscription("no extension registered")
     # The extension's thread is already waiting in event/next on the client's connection.
-    return telemetry_api.subscribe(client.sibling(), schema)
+    return telemetry_api.subscribe(client.sibling())
 
 
 def _final_export(exporter: Exporter, flush: Flush, platform: telemetry_api.Subscription) -> None:

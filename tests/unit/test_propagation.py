@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.propagators.composite import CompositePropagator
 
-from lambda_observability.http_event import HEADER_GETTER
+from lambda_observability.otel_api import HEADER_GETTER
 from lambda_observability.propagation import Propagation
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from opentelemetry.propagators.textmap import Getter
-
 REST = "rest"
 HTTP = "http"
 FUNCTION_URL = "function_url"
@@ -231,6 +229,12 @@ def forget(token: Remembered) -> None:
     _CURRENT.reset(token)
 
 
+def in_progress() -> HttpRequest | None:
+    """The reading of the invocation in progress in this thread, if any."""
+    remembered = _CURRENT.get()
+    return remembered[1] if remembered is not None else None
+
+
 def normalized_method(method: str) -> str:
     upper = method.upper()
     return upper if upper in KNOWN_METHODS else OTHER_METHOD
@@ -242,21 +246,3 @@ def status_code(response: object) -> int | None:
         if isinstance(code, int) and not isinstance(code, bool):
             return code
     return None
-
-
-class LowerCaseHeaderGetter(Getter[Mapping[str, str]]):
-    """Reads propagation headers whatever case a propagator asks for them in.
-
-    ``headers`` are stored lower-cased; W3C asks for ``traceparent``, X-Ray for
-    ``X-Amzn-Trace-Id``.
-    """
-
-    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
-        value = carrier.get(key.lower())
-        return [value] if value is not None else None
-
-    def keys(self, carrier: Mapping[str, str]) -> list[str]:
-        return list(carrier)
-
-
-HEADER_GETTER = LowerCaseHeaderGetter()

@@ -5,29 +5,26 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from contextvars import Token
-from typing import Any, overload
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, overload
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-
-from . import config, environment, export, http_event
+from . import config, environment, export, http_event, lazy, propagation, tracing
 from .config import Settings
 from .export.failures import reporter
 from .export.spans import SpanBackend
 from .logs import logger
 from .metrics import COLD_STARTS, REQUEST_DURATION, SPANS_DROPPED
-from .propagation import Propagation
-from .tracing import Tracing, build_resource, queue_size
+from .tracing import LightSpan, Parent, Tracing, build_resource, queue_size
+
+if TYPE_CHECKING:
+    from .otel_api import Bridge
 
 LambdaHandler = Callable[[Any, Any], Any]
 
 _UNSET_ROUTE = "unmatched"
-# Read at cold start, as opentelemetry.propagate reads OTEL_PROPAGATORS on import.
-_PROPAGATION = Propagation()
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class Instrumentation:
@@ -44,6 +41,15 @@ class Instrumentation:
         self.exporter = export.exporter_for(settings, self.tracing, reporter)
         self.spans = next(b for b in self.exporter.backends if isinstance(b, SpanBackend))
         self.flush: export.Flush = export.start(settings, self.exporter)
+        # Read at cold start, as opentelemetry.propagate reads OTEL_PROPAGATORS on import.
+        self.propagators = propagation.configured()
+        self._w3c = "tracecontext" in self.propagators
+        # The OpenTelemetry API is joined when anything imports it (otel_api.py); plugin
+        # propagators are the API's, so with one configured it is imported now.
+        self.bridge: Bridge | None = None
+        lazy.when_imported("opentelemetry.trace", self._join_api)
+        if propagation.needs_api(self.propagators):
+            import opentelemetry.trace  # noqa: F401
         # Every value the layer could not use, once, after the logger exists.
         for item in config.take_problems():
             logger.warning("configuration value ignored", extra=item.as_log())
@@ -71,20 +77,24 @@ class Instrumentation:
         started = time.perf_counter()
         status: int | None = None
         response: Any = None
-        # The span is made current by hand rather than by start_as_current_span, whose two
-        # generator-based context managers are per-call work with nothing to show for it; and
-        # the exception is recorded once, below, not a second time on the way out.
-        span: Span | None = None
-        token: Token[Context] | None = None
+        span: LightSpan | None = None
+        token: Token[LightSpan | None] | None = None
         remembered: http_event.Remembered | None = None
         try:
+            headers = request.headers if request is not None else _NO_HEADERS
+            bridge = self.bridge
+            parent, api_context = (
+                bridge.extract(headers) if bridge else (self._parent(headers), None)
+            )
             span = self.tracing.start_span(
                 _span_name(request, context),
-                context=_parent_context(request),
-                kind=SpanKind.SERVER,
+                parent,
+                kind="SERVER",
                 attributes=_span_attributes(request, context, cold),
             )
-            token = otel_context.attach(trace.set_span_in_context(span))
+            token = tracing.enter(span)
+            if bridge is not None:
+                bridge.enter(span, api_context)
             remembered = http_event.remember(event, request)
             if request is not None:
                 logger.append_keys(
@@ -99,7 +109,7 @@ class Instrumentation:
             except Exception as error:
                 status = 500
                 span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                span.set_status("ERROR", type(error).__name__)
                 logger.exception("handler raised")
                 raise
             finally:
@@ -113,8 +123,12 @@ class Instrumentation:
             # the extension must hear that the handler ended, or the invocation runs to its
             # deadline.
             try:
-                if token is not None:
-                    otel_context.detach(token)
+                try:
+                    if self.bridge is not None:
+                        self.bridge.leave()
+                finally:
+                    if token is not None:
+                        tracing.leave(token)
                 if span is not None:
                     span.end()
             finally:
@@ -126,8 +140,28 @@ class Instrumentation:
                         str(getattr(context, "aws_request_id", "")), _remaining_seconds(context)
                     )
 
+    def _parent(self, headers: Mapping[str, str]) -> Parent | None:
+        return propagation.w3c_parent(headers) if self._w3c else None
+
+    def _join_api(self, module: ModuleType) -> None:
+        """The API is imported (``lazy.when_imported``): join it, and if an invocation is in
+        progress in this thread (its handler imported the API), its span joins now."""
+        from .otel_api import Bridge
+
+        bridge = Bridge(self.tracing)
+        self.bridge = bridge
+        span = tracing.current_span()
+        if span is not None:
+            request = http_event.in_progress()
+            _, api_context = bridge.extract(request.headers if request else _NO_HEADERS)
+            bridge.enter(span, api_context)
+
     def _record(
-        self, span: Any, request: http_event.HttpRequest | None, status: int | None, duration: float
+        self,
+        span: LightSpan,
+        request: http_event.HttpRequest | None,
+        status: int | None,
+        duration: float,
     ) -> None:
         if request is None:
             logger.info("invocation completed", extra={"duration_ms": round(duration * 1000, 3)})
@@ -135,7 +169,7 @@ class Instrumentation:
         if status is not None:
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
+                span.set_status("ERROR")
         REQUEST_DURATION.labels(
             method=http_event.normalized_method(request.method),
             route=request.route or _UNSET_ROUTE,
@@ -149,17 +183,6 @@ class Instrumentation:
                 "request completed",
                 extra={"status_code": status, "duration_ms": round(duration * 1000, 3)},
             )
-
-
-def _parent_context(request: http_event.HttpRequest | None) -> Context | None:
-    try:
-        return _PROPAGATION.propagator().extract(
-            request.headers if request else {}, getter=http_event.HEADER_GETTER
-        )
-    except Exception:
-        # A header no propagator can read (e.g. an unencodable baggage value): start a new trace
-        # rather than fail the request.
-        return None
 
 
 def _span_name(request: http_event.HttpRequest | None, context: Any) -> str:

@@ -8,9 +8,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import trace
-
-from . import config, lazy
+from . import config, lazy, tracing
 
 # Powertools' package __init__ imports its Metrics and Tracer, and its Logger's module imports
 # jmespath for correlation id paths the layer does not use (``inject_lambda_context`` gets the
@@ -35,10 +33,10 @@ class _TraceContextFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            record.trace_id = format(context.trace_id, "032x")
-            record.span_id = format(context.span_id, "016x")
+        ids = tracing.current_ids()
+        if ids is not None:
+            record.trace_id = format(ids[0], "032x")
+            record.span_id = format(ids[1], "016x")
         return True
 
 

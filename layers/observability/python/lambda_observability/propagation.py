@@ -10,29 +10,72 @@ left out, while the others keep working. ``none`` means no propagation.
 
 Once user code has imported ``opentelemetry.propagate`` (an instrumentation, say), its global
 propagator is the one used, so that ``set_global_textmap`` keeps working.
+
+Until anything imports the OpenTelemetry API, the layer does without it (tracing.py): with the
+default propagators, ``w3c_parent`` reads ``traceparent`` as the API's W3C propagator does
+(same pattern, same refusals; a test holds the two to the same answers), and baggage, which only
+the API could read, waits for it (otel_api.py reads it with the API's propagators once loaded).
+A name other than ``tracecontext``, ``baggage`` or ``none`` is a plugin of the API: then the API
+is loaded at cold start (``needs_api``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
-
-from opentelemetry.propagators.textmap import TextMapPropagator
+from typing import TYPE_CHECKING
 
 from . import config
+from .tracing import Parent
+
+if TYPE_CHECKING:
+    from opentelemetry.propagators.textmap import TextMapPropagator
 
 _BUILT_IN = ("tracecontext", "baggage")
+# opentelemetry.trace.propagation.tracecontext's pattern and tracestate limit, as they stand.
+_TRACEPARENT = re.compile(
+    "^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
+)
+_MAXIMUM_TRACESTATE_LENGTH = 512
 
 
-def _configured(env: Mapping[str, str]) -> list[str]:
+def configured(env: Mapping[str, str] = os.environ) -> list[str]:
+    """``OTEL_PROPAGATORS``' names, in order, without repeats; [] for ``none``."""
     # Unset or empty means the default, as in opentelemetry.propagate.
     raw = env.get("OTEL_PROPAGATORS") or ",".join(_BUILT_IN)
     names = [name.strip() for name in raw.split(",") if name.strip()]
     return [] if "none" in (n.lower() for n in names) else list(dict.fromkeys(names))
 
 
+def needs_api(names: list[str]) -> bool:
+    """A propagator other than the two built-in ones is the API's plugin."""
+    return any(name not in _BUILT_IN for name in names)
+
+
+def w3c_parent(headers: Mapping[str, str]) -> Parent | None:
+    """The caller's span from ``traceparent`` (and ``tracestate``), without the API."""
+    header = headers.get("traceparent")
+    if not header:
+        return None
+    match = _TRACEPARENT.search(header)
+    if not match:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    if (version == "00" and rest) or version == "ff":
+        return None
+    state = headers.get("tracestate")
+    if state is not None and len(state) > _MAXIMUM_TRACESTATE_LENGTH:
+        state = None  # the API's propagator logs and drops it too
+    return Parent(int(trace_id, 16), int(span_id, 16), int(flags, 16), state)
+
+
 def _make(name: str) -> TextMapPropagator | None:
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
     if name == "tracecontext":
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -64,7 +107,7 @@ class Propagation:
     def __init__(self, env: Mapping[str, str] = os.environ) -> None:
         from opentelemetry.propagators.composite import CompositePropagator
 
-        made = [_make(name) for name in _configured(env)]
+        made = [_make(name) for name in configured(env)]
         self._own = CompositePropagator([p for p in made if p is not None])
 
     def propagator(self) -> TextMapPropagator:

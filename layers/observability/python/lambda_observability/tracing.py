@@ -1,19 +1,21 @@
 """OpenTelemetry tracing: the invocation's span on the request path, the SDK after it.
 
-The first response needs the span's ids (for the log line and the caller's trace), not the
-SDK. So the invocation's SERVER span is a ``LightSpan``: an ``opentelemetry.trace.Span`` of
-the API that keeps its name, ids, times, attributes, status and events as plain data, and is
-the current span during the handler, so that log lines carry its ids and user spans are its
-children. Once it ends it waits in the bounded queue; the span backend (``export/spans.py``)
-drains the queue after the response, and only then is the SDK imported and the span made a
+The first response needs the span's ids (for the log line and the caller's trace), neither
+the SDK nor even the OpenTelemetry API (whose import, with ``typing_extensions``, was the
+largest part of init left after the SDK: bench/results/importtime.md). So the invocation's
+SERVER span is a ``LightSpan``: its name, ids, times, attributes, status and events as plain
+data, current while the handler runs (``current_span``), so that log lines carry its ids.
+Once it ends it waits in the bounded queue; the span backend (``export/spans.py``) drains the
+queue after the response, and only then is the SDK imported and the span made a
 ``ReadableSpan``, with the resource, the span limits and the instrumentation scope the SDK
-would have given it (bench/results/importtime.md: the SDK's import is no longer part of init).
+would have given it.
 
-User spans: the global tracer provider is the layer's ``LazyTracerProvider`` (unless one is
-set already). Its tracers make the SDK provider at their first span, and their spans go to the
-same queue. Everything is configured by the standard ``OTEL_*`` variables: the sampler of the
-light span is ``OTEL_TRACES_SAMPLER`` read as the SDK reads it, one of its six built-in
-samplers (the SDK samples user spans with the same one).
+User spans: once anything imports the OpenTelemetry API, ``otel_api`` joins it (the layer's
+provider becomes the global one, and the invocation's span the API's current span), so that
+user spans are children of the invocation's and go to the same queue. Everything is
+configured by the standard ``OTEL_*`` variables: the sampler of the light span is
+``OTEL_TRACES_SAMPLER`` read as the SDK reads it, one of its six built-in samplers (the SDK
+samples user spans with the same one).
 
 The SDK's BatchSpanProcessor exports from a background thread on its own schedule, which a
 frozen Lambda environment never runs: finished spans wait in the queue and leave only when the
@@ -29,18 +31,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import (
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    TraceState,
-)
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import config
 from .environment import INSTANCE_ID
@@ -48,6 +40,7 @@ from .environment import INSTANCE_ID
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.trace import Tracer
 
 DEFAULT_QUEUE_SIZE = 2048
 _INSTRUMENTATION_NAME = "lambda_observability"
@@ -60,6 +53,7 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 _TRACE_ID_LIMIT = (1 << 64) - 1  # the SDK's TraceIdRatioBased compares the low 64 bits
+_SAMPLED = 0x01  # W3C trace-flags
 
 
 def build_resource(
@@ -87,6 +81,21 @@ def build_resource(
     return Resource.create(attributes)
 
 
+class Parent(NamedTuple):
+    """The caller's span, as its ``traceparent`` names it (W3C Trace Context)."""
+
+    trace_id: int
+    span_id: int
+    flags: int
+    # The tracestate header as received (header fields joined by ","), parsed by the API's
+    # TraceState when the SDK span is made: None when absent or over W3C's length limit.
+    trace_state: str | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & _SAMPLED)
+
+
 class Sampler:
     """``OTEL_TRACES_SAMPLER`` (and ``_ARG``) decided as the SDK's built-in samplers do."""
 
@@ -99,40 +108,65 @@ class Sampler:
             )
         self._bound = round(self.rate * (_TRACE_ID_LIMIT + 1))
 
-    def sampled(self, parent: SpanContext | None, trace_id: int) -> bool:
+    def sampled(self, parent: Parent | None, trace_id: int) -> bool:
         if parent is not None and self.name.startswith("parentbased_"):
-            return parent.trace_flags.sampled
+            return parent.sampled
         root = self.name.removeprefix("parentbased_")
         if root == "traceidratio":
             return trace_id & _TRACE_ID_LIMIT < self._bound
         return root == "always_on"
 
 
-class LightSpan(trace.Span):
-    """A span recorded as plain data, made a ``ReadableSpan`` after the response."""
+class LightSpan:
+    """The invocation's span as plain data, made an SDK ``ReadableSpan`` after the response.
+
+    Its methods are the API ``Span``'s, with plain values where the API has its own types
+    (``set_status("ERROR", ...)``, ``kind="SERVER"``); ``otel_api.ApiSpan`` is the same span
+    behind the API's interface, once the API is loaded.
+    """
+
+    __slots__ = (
+        "_on_end",
+        "attributes",
+        "description",
+        "end_time",
+        "events",
+        "kind",
+        "name",
+        "parent",
+        "sampled",
+        "span_id",
+        "start_time",
+        "status",
+        "trace_id",
+        "trace_state",
+    )
 
     def __init__(
         self,
         name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
+        trace_id: int,
+        span_id: int,
+        parent: Parent | None,
+        sampled: bool,
+        kind: str,
         attributes: Mapping[str, Any],
         on_end: Callable[[LightSpan], None],
     ) -> None:
         self.name = name
-        self.context = context
+        self.trace_id = trace_id
+        self.span_id = span_id
         self.parent = parent
+        self.sampled = sampled
+        self.trace_state = parent.trace_state if parent is not None else None
         self.kind = kind
         self.attributes = dict(attributes)
         self.events: list[tuple[str, dict[str, Any], int]] = []
-        self.status = Status(StatusCode.UNSET)
+        self.status = "UNSET"
+        self.description: str | None = None
         self.start_time = time.time_ns()
         self.end_time: int | None = None
         self._on_end = on_end
-
-    def get_span_context(self) -> SpanContext:
-        return self.context
 
     def is_recording(self) -> bool:
         return self.end_time is None
@@ -151,21 +185,17 @@ class LightSpan(trace.Span):
         if self.end_time is None:
             self.events.append((name, dict(attributes or {}), timestamp or time.time_ns()))
 
-    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        return None  # the invocation's span has no links
-
     def update_name(self, name: str) -> None:
         if self.end_time is None:
             self.name = name
 
-    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        # As the SDK's Span: OK is final, UNSET never replaces anything.
-        if self.end_time is not None or self.status.status_code is StatusCode.OK:
+    def set_status(self, code: str, description: str | None = None) -> None:
+        """``code``: UNSET, OK or ERROR. As the SDK's Span: OK is final, UNSET replaces
+        nothing, and only ERROR keeps a description."""
+        if self.end_time is not None or self.status == "OK" or code == "UNSET":
             return
-        if isinstance(status, StatusCode):
-            status = Status(status, description)
-        if status.status_code is not StatusCode.UNSET:
-            self.status = status
+        self.status = code
+        self.description = description if code == "ERROR" else None
 
     def record_exception(
         self,
@@ -193,6 +223,36 @@ class LightSpan(trace.Span):
             self._on_end(self)
 
 
+# The invocation's span while its handler runs, for the log line's ids (logs.py) and for the
+# OpenTelemetry API once it is loaded (otel_api.py).
+_CURRENT: ContextVar[LightSpan | None] = ContextVar("lambda_observability_span", default=None)
+# Set by otel_api once the API is loaded: the ids of the API's current span (a user span).
+api_ids: Callable[[], tuple[int, int] | None] | None = None
+
+
+def current_span() -> LightSpan | None:
+    return _CURRENT.get()
+
+
+def current_ids() -> tuple[int, int] | None:
+    """The trace and span ids of the current span: a user span once the API is loaded,
+    else the invocation's."""
+    if api_ids is not None:
+        ids = api_ids()
+        if ids is not None:
+            return ids
+    span = _CURRENT.get()
+    return (span.trace_id, span.span_id) if span is not None else None
+
+
+def enter(span: LightSpan) -> Token[LightSpan | None]:
+    return _CURRENT.set(span)
+
+
+def leave(token: Token[LightSpan | None]) -> None:
+    _CURRENT.reset(token)
+
+
 class QueueSpanProcessor:
     """Keeps finished, sampled spans until ``drain``; drops (and counts) beyond ``max_size``.
 
@@ -212,14 +272,17 @@ class QueueSpanProcessor:
         self.readable: Callable[[LightSpan], ReadableSpan] | None = None
         self._lock = threading.Lock()
 
-    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
         return None
 
     def _on_ending(self, span: Any) -> None:
         return None
 
     def on_end(self, span: Any) -> None:
-        if span.context is None or not span.context.trace_flags.sampled:
+        if isinstance(span, LightSpan):
+            if not span.sampled:
+                return
+        elif span.context is None or not span.context.trace_flags.sampled:  # an SDK span
             return
         self._put([span], at_front=False)
 
@@ -284,7 +347,8 @@ class Tracing:
         self.sampler = Sampler()
         self._provider: TracerProvider | None = None
         self._lock = threading.Lock()
-        self.is_global = install_global and _install_global(LazyTracerProvider(self))
+        # Whether otel_api may make the layer's provider the global one, once the API is loaded.
+        self.install_global = install_global
 
     @property
     def provider(self) -> TracerProvider:
@@ -292,7 +356,7 @@ class Tracing:
         return self._provider if self._provider is not None else self.load()
 
     @property
-    def tracer(self) -> trace.Tracer:
+    def tracer(self) -> Tracer:
         """The layer's own SDK tracer (for code that wants SDK spans of the layer's scope)."""
         return self.provider.get_tracer(_INSTRUMENTATION_NAME)
 
@@ -313,34 +377,39 @@ class Tracing:
     def start_span(
         self,
         name: str,
-        context: Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
+        parent: Parent | None = None,
+        kind: str = "INTERNAL",
         attributes: Mapping[str, Any] | None = None,
     ) -> LightSpan:
-        """A span of the invocation, as plain data (no SDK): a child of ``context``'s span."""
-        found = trace.get_current_span(context).get_span_context()
-        parent = found if found.is_valid else None
+        """A span of the invocation, as plain data (no SDK, no API): a child of ``parent``."""
         trace_id = parent.trace_id if parent is not None else random.getrandbits(128)
         span_id = random.getrandbits(64) or 1
         sampled = self.sampler.sampled(parent, trace_id)
-        span_context = SpanContext(
-            trace_id,
-            span_id,
-            is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
-            trace_state=parent.trace_state if parent is not None else TraceState(),
+        return LightSpan(
+            name, trace_id, span_id, parent, sampled, kind, attributes or {}, self.queue.on_end
         )
-        return LightSpan(name, span_context, parent, kind, attributes or {}, self.queue.on_end)
 
     def _readable(self, span: LightSpan) -> ReadableSpan:
         from opentelemetry.attributes import BoundedAttributes
         from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         limits, scope = _limits_and_scope()
 
         def bounded(values: Mapping[str, Any], most: int | None, length: int | None) -> Any:
             return BoundedAttributes(most, values, immutable=True, max_value_len=length)
 
+        state = trace_state(span.trace_state)
+        context = SpanContext(
+            span.trace_id, span.span_id, False, TraceFlags(_SAMPLED if span.sampled else 0), state
+        )
+        parent = span.parent
+        if parent is not None:
+            parent_context: SpanContext | None = SpanContext(
+                parent.trace_id, parent.span_id, True, TraceFlags(parent.flags), state
+            )
+        else:
+            parent_context = None
         events = [
             Event(
                 name,
@@ -351,19 +420,26 @@ class Tracing:
         ]
         return ReadableSpan(
             name=span.name,
-            context=span.context,
-            parent=span.parent,
+            context=context,
+            parent=parent_context,
             resource=self.provider.resource,
             attributes=bounded(
                 span.attributes, limits.max_span_attributes, limits.max_span_attribute_length
             ),
             events=events,
-            kind=span.kind,
-            status=span.status,
+            kind=SpanKind[span.kind],
+            status=Status(StatusCode[span.status], span.description),
             start_time=span.start_time,
             end_time=span.end_time,
             instrumentation_scope=scope,
         )
+
+
+def trace_state(header: str | None) -> Any:
+    """The API's TraceState of a tracestate header, parsed as its W3C propagator parses it."""
+    from opentelemetry.trace import TraceState
+
+    return TraceState.from_header([header]) if header else TraceState()
 
 
 @functools.cache
@@ -373,56 +449,6 @@ def _limits_and_scope() -> tuple[Any, Any]:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     return SpanLimits(), InstrumentationScope(_INSTRUMENTATION_NAME)
-
-
-class LazyTracerProvider(trace.TracerProvider):
-    """The global provider until a tracer of it makes a span: then the SDK's (``Tracing``)."""
-
-    def __init__(self, tracing: Tracing) -> None:
-        self._tracing = tracing
-
-    def get_tracer(
-        self,
-        instrumenting_module_name: str,
-        instrumenting_library_version: str | None = None,
-        schema_url: str | None = None,
-        attributes: Any = None,
-    ) -> trace.Tracer:
-        return _LazyTracer(
-            self._tracing,
-            (instrumenting_module_name, instrumenting_library_version, schema_url, attributes),
-        )
-
-    def __getattr__(self, name: str) -> Any:  # force_flush, add_span_processor, resource...
-        return getattr(self._tracing.provider, name)
-
-
-class _LazyTracer(trace.Tracer):
-    def __init__(self, tracing: Tracing, arguments: tuple[Any, ...]) -> None:
-        self._tracing = tracing
-        self._arguments = arguments
-        self._real: trace.Tracer | None = None
-
-    def _tracer(self) -> trace.Tracer:
-        if self._real is None:
-            self._real = self._tracing.provider.get_tracer(*self._arguments)
-        return self._real
-
-    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
-        return self._tracer().start_span(*args, **kwargs)
-
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
-        # The SDK tracer's own context manager (also a decorator), as the API's would be.
-        return self._tracer().start_as_current_span(*args, **kwargs)
-
-
-def _install_global(provider: trace.TracerProvider) -> bool:
-    """Make ``provider`` the global one, so that user spans join the trace; not if the user
-    (or an auto-instrumentation) has set one already."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return False
-    trace.set_tracer_provider(provider)
-    return trace.get_tracer_provider() is provider
 
 
 def queue_size(env: Mapping[str, str] = os.environ) -> int:

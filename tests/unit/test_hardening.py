@@ -282,6 +282,9 @@ def test_a_url_password_is_never_quoted_and_becomes_basic_auth() -> None:
     assert gateway.url == "http://pgw.test:9091"
     assert gateway.credentials == ("user", "p#ss")
     assert "p#ss" not in repr(gateway)
+    settings = config.Settings.from_env({"PUSHGATEWAY_URL": "http://user:p%23ss@pgw.test:9091/"})
+    assert settings.pushgateways == (gateway,)
+    assert "p#ss" not in repr(settings) and "p%23ss" not in repr(settings)
 
 
 def test_basic_auth_from_the_url_reaches_the_gateway() -> None:

@@ -8,7 +8,6 @@ is its kind only, never a host, port, URL, header or credential.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import time
 from typing import Any
@@ -65,8 +64,8 @@ def _document(reporter: FailureReporter) -> dict[str, Any]:
 def _configure(monkeypatch: pytest.MonkeyPatch, url: str, secret_arn: str | None) -> None:
     """This environment's exporter, as if the Pushgateway (and a secret) were configured."""
     state = instrumentation()
-    settings = dataclasses.replace(
-        state.settings, pushgateways=gateways(url), pushgateway_auth_secret_arn=secret_arn
+    settings = state.settings._replace(
+        pushgateways=gateways(url), pushgateway_auth_secret_arn=secret_arn
     )
     monkeypatch.setattr(export, "_current", export.exporter_for(settings, state.tracing))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PUSH_TIMEOUT_SECONDS = 0.5
@@ -21,8 +21,9 @@ EXPORT_MODES = ("auto", "async", "sync")
 SWITCH = ("on", "off")
 
 
-@dataclass(frozen=True)
-class Problem:
+# NamedTuples, not dataclasses, for the records made at cold start: a dataclass's creation
+# imports inspect and compiles its methods (bench/results/importtime.md).
+class Problem(NamedTuple):
     """A variable whose value was not used; ``value`` is None where it may hold a secret."""
 
     variable: str
@@ -103,12 +104,14 @@ def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Gateway:
+class Gateway(NamedTuple):
     """One Pushgateway: its URL without credentials (safe to log), and the credentials."""
 
     url: str
-    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    credentials: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"Gateway(url={self.url!r})"
 
 
 def gateways(raw: str | None, variable: str = "PUSHGATEWAY_URL") -> tuple[Gateway, ...]:
@@ -153,8 +156,7 @@ def _gateway(text: str) -> Gateway | str:
     return Gateway(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}", credentials)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     service_name: str
     pushgateways: tuple[Gateway, ...]
     pushgateway_job: str

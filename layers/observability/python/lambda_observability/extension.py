@@ -165,7 +165,10 @@ class ExtensionClient:
 
     def _connection(self, timeout: float | None) -> tuple[socket.socket, io.BufferedReader]:
         if self._sock is None or self._reader is None:
-            sock = socket.create_connection((self._host, self._port), timeout)
+            # An ASCII host as bytes: getaddrinfo encodes a str with the idna codec, whose
+            # import (unicodedata, stringprep) is a millisecond of every cold start.
+            host = self._host.encode() if self._host.isascii() else self._host
+            sock = socket.create_connection((host, self._port), timeout)  # type: ignore[arg-type]
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock, self._reader = sock, sock.makefile("rb")
         return self._sock, self._reader

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 REST = "rest"
 HTTP = "http"
@@ -47,8 +45,7 @@ def event_kind(event: object) -> str | None:
     return ALB if isinstance(context.get("elb"), Mapping) else REST
 
 
-@dataclass(frozen=True)
-class HttpRequest:
+class HttpRequest(NamedTuple):
     kind: str
     method: str
     path: str
@@ -190,6 +187,8 @@ def response(
     """
     answer: dict[str, Any] = {"statusCode": status, "body": body, "isBase64Encoded": False}
     if request is not None and request.kind == ALB:
+        from http import HTTPStatus  # ALB only: the enum's creation is init time otherwise
+
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:

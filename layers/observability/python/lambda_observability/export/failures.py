@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import describe, failure_kind
 from ..logs import logger
@@ -21,8 +21,7 @@ LOG_INTERVAL_SECONDS = 60.0
 _DROPS = "spans_dropped"  # rate-limit key of the dropped-spans warning
 
 
-@dataclass(frozen=True)
-class BackendState:
+class BackendState(NamedTuple):
     """A backend's latest outcome in this environment."""
 
     last_attempt_wall: float  # time.time() of the latest attempt

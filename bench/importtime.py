@@ -5,8 +5,15 @@ installed size of the layer's dependencies for Lambda's platform.
 
 For each handler (this project's functions/healthz/app.py, the bare handler, and the two peers)
 it imports the module in a fresh interpreter, ``--runs`` times, the way the runtime does (the
-code and layer directories on PYTHONPATH, Lambda-like variables, no Runtime API so no
-extension), and prints the top cumulative imports of the median run. Then it installs
+code and layer directories on PYTHONPATH, Lambda-like variables; ours in async mode, its
+extension registering with a Runtime API of localrt's own), and prints the top cumulative
+imports of the median run.
+
+Then **init** (issue 21): ``import awslambdaric.bootstrap, app``, what the runtime imports at
+init, timed in the process for the bare handler, the Logger floor (bare + the layer's
+Powertools Logger alone: the least any design keeping the seed's log line can import), and
+ours in async mode, interleaved run by run, with psutil hidden as it is in the image. Ratios
+are against the bare handler in the same run. Then it installs
 layers/observability/requirements.txt for manylinux2014 x86_64 / CPython 3.13 into a temporary
 directory (``pip install --target --platform ... --only-binary=:all:``) and measures it.
 Writes ``importtime.md`` and ``importtime.json`` into the results directory.
@@ -15,12 +22,14 @@ Writes ``importtime.md`` and ``importtime.json`` into the results directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +54,10 @@ class Handler:
     label: str
     path: list[Path]  # PYTHONPATH: code directory first, then layers
     env: dict[str, str]
+    runtime_api: bool = False  # a Runtime API to register an extension with (async mode)
+
+
+HEALTH_LAYER = BENCH_DIR / "functions" / "health" / "python"
 
 
 HANDLERS = (
@@ -56,9 +69,10 @@ HANDLERS = (
     ),
     Handler(
         "ours",
-        "this project (functions/healthz/app.py + layer)",
+        "this project, async (functions/healthz/app.py + layer)",
         [REPO / "functions" / "healthz", LAYER / "python"],
-        {"POWERTOOLS_SERVICE_NAME": "healthz", "OBSERVABILITY_EXPORT_MODE": "sync"},
+        {"POWERTOOLS_SERVICE_NAME": "healthz", "OBSERVABILITY_EXPORT_MODE": "async"},
+        runtime_api=True,
     ),
     Handler(
         "otel-instrumentation",
@@ -103,10 +117,43 @@ def parse(stderr: str) -> list[Import]:
     return out
 
 
-def handler_env(handler: Handler) -> dict[str, str]:
+FLOOR = Handler(
+    "logger-floor",
+    "Logger floor: bare + the layer's Powertools Logger alone (bench/functions/logger_floor)",
+    [BENCH_DIR / "functions" / "logger_floor", LAYER / "python", HEALTH_LAYER],
+    {"POWERTOOLS_SERVICE_NAME": "healthz"},
+)
+# psutil is in the dev venv (for the benches), not in the image: hidden, as there.
+_HIDE_PSUTIL = """import sys
+class _Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name == "psutil" or name.startswith("psutil."):
+            raise ImportError("psutil is not in the image")
+sys.meta_path.insert(0, _Hidden())
+"""
+
+
+@contextlib.contextmanager
+def runtime_api(handler: Handler) -> Iterator[dict[str, str]]:
+    """The variables for one fresh runtime: a Runtime API of its own if it registers."""
+    if not handler.runtime_api:
+        yield {}
+        return
+    from localrt.runtime_api import RuntimeApi
+
+    api = RuntimeApi("healthz", "app.handler", on_ready=lambda: None, on_fatal=lambda _: None)
+    api.start()
+    try:
+        yield {"AWS_LAMBDA_RUNTIME_API": api.address}
+    finally:
+        api.close()
+
+
+def handler_env(handler: Handler, hide: Path | None = None) -> dict[str, str]:
+    path = [hide, *handler.path] if hide is not None else handler.path
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": ":".join(str(p) for p in handler.path),
+        "PYTHONPATH": ":".join(str(p) for p in path),
         "AWS_LAMBDA_FUNCTION_NAME": "healthz",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
@@ -123,16 +170,17 @@ def handler_env(handler: Handler) -> dict[str, str]:
 def measure(handler: Handler, runs: int) -> dict[str, Any]:
     samples: list[tuple[float, list[Import], float, dict[str, str]]] = []
     for _ in range(runs):
-        proc = subprocess.run(
-            # os._exit: skip atexit hooks (an exporter flushing to a backend that is not there)
-            [sys.executable, "-X", "importtime", "-c", "import app, os; os._exit(0)"],
-            cwd=handler.path[0],
-            env=handler_env(handler),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        with runtime_api(handler) as api:
+            proc = subprocess.run(
+                # os._exit: skip atexit hooks (an exporter flushing to a backend not there)
+                [sys.executable, "-X", "importtime", "-c", "import app, os; os._exit(0)"],
+                cwd=handler.path[0],
+                env={**handler_env(handler), **api},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
         if proc.returncode != 0:
             raise RuntimeError(f"{handler.key}: import app failed:\n{proc.stderr[-2000:]}")
         imports = parse(proc.stderr)
@@ -162,6 +210,59 @@ def measure(handler: Handler, runs: int) -> dict[str, Any]:
             for i in sorted(imports, key=lambda i: i.cumulative_us, reverse=True)
         ],
     }
+
+
+_INIT_SCRIPT = """import os, sys, time
+started = time.perf_counter()
+import awslambdaric.bootstrap, app  # what the runtime imports at init
+elapsed = time.perf_counter() - started
+heavy = [m for m in ("opentelemetry", "opentelemetry.sdk", "prometheus_client") if m in sys.modules]
+print("INIT", elapsed * 1000, len(sys.modules), ",".join(heavy), flush=True)
+os._exit(0)
+"""
+INIT_TARGET_RATIO = 1.6  # issue 21: ours (async) at most 1.6x bare
+
+
+def init_import(runs: int, hide: Path) -> dict[str, Any]:
+    """``import awslambdaric.bootstrap, app`` for bare, the Logger floor and ours (async),
+    interleaved (the order rotates each run) so that the machine's load hits all alike."""
+    handlers = [HANDLERS[0], FLOOR, HANDLERS[1]]
+    samples: dict[str, list[tuple[float, int, str]]] = {h.key: [] for h in handlers}
+    for run in range(runs):
+        shift = run % len(handlers)
+        for handler in handlers[shift:] + handlers[:shift]:
+            with runtime_api(handler) as api:
+                proc = subprocess.run(
+                    [sys.executable, "-c", _INIT_SCRIPT],
+                    cwd=handler.path[0],
+                    env={**handler_env(handler, hide), **api},
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("INIT ")), None)
+            if proc.returncode != 0 or line is None:
+                raise RuntimeError(f"{handler.key}: init import failed:\n{proc.stderr[-2000:]}")
+            _, ms, modules, *heavy = line.split(" ")
+            samples[handler.key].append((float(ms), int(modules), heavy[0] if heavy else ""))
+    bare = statistics.median(ms for ms, _, _ in samples["bare"])
+    rows = []
+    for handler in handlers:
+        values = samples[handler.key]
+        p50 = statistics.median(ms for ms, _, _ in values)
+        rows.append(
+            {
+                "key": handler.key,
+                "label": handler.label,
+                "ms_p50": round(p50, 2),
+                "ms_runs": sorted(round(ms, 2) for ms, _, _ in values),
+                "ratio": round(p50 / bare, 2),
+                "modules": values[0][1],
+                "heavy_imported": sorted({h for _, _, hs in values for h in hs.split(",") if h}),
+            }
+        )
+    return {"runs": runs, "rows": rows, "target_ratio": INIT_TARGET_RATIO}
 
 
 def _parents(imports: list[Import]) -> dict[str, str]:
@@ -269,9 +370,54 @@ def layer_size(requirements: list[Path]) -> dict[str, Any]:
         }
 
 
-def markdown(results: list[dict[str, Any]], sizes: dict[str, Any], top: int) -> str:
+def init_markdown(init: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Import at init (issue 21)",
+        "",
+        "`import awslambdaric.bootstrap, app`, as the runtime imports at init, timed inside a "
+        f"fresh interpreter; {init['runs']} runs of each, interleaved (the order rotates each "
+        "run); psutil hidden, as in the image; ours in async mode, its extension registered "
+        "with a Runtime API of localrt's own. Ratios against the bare handler in the same run.",
+        "",
+        "| handler | p50 ms | x bare | modules | imported at init (of opentelemetry, its SDK, "
+        "prometheus_client) | all runs ms |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for row in init["rows"]:
+        runs = ", ".join(f"{v:.1f}" for v in row["ms_runs"])
+        heavy = ", ".join(row["heavy_imported"]) or "none"
+        lines.append(
+            f"| {row['label']} | {row['ms_p50']:.1f} | {row['ratio']:.2f}x | {row['modules']} "
+            f"| {heavy} | {runs} |"
+        )
+    ours = next(r for r in init["rows"] if r["key"] == "ours")
+    floor = next(r for r in init["rows"] if r["key"] == "logger-floor")
+    met = ours["ratio"] <= init["target_ratio"] and not ours["heavy_imported"]
+    lines += [
+        "",
+        f"Target: ours at most {init['target_ratio']:g}x bare, importing neither the SDK nor "
+        f"prometheus-client: {ours['ratio']:.2f}x, "
+        f"{', '.join(ours['heavy_imported']) or 'neither'} imported: "
+        f"**{'met' if met else 'not met'}**. The Logger floor alone is {floor['ratio']:.2f}x: "
+        "what is left to any design that keeps the seed's log line on Powertools' Logger at "
+        f"init is {init['target_ratio'] - floor['ratio']:.2f}x of bare for everything else "
+        f"(ours uses {ours['ratio'] - floor['ratio']:.2f}x).",
+        "",
+    ]
+    return lines
+
+
+def markdown(
+    results: list[dict[str, Any]],
+    sizes: dict[str, Any],
+    top: int,
+    init: dict[str, Any] | None = None,
+) -> str:
     lines = [
         "# Cold-start imports and layer size",
+        "",
+        *(init_markdown(init) if init is not None else []),
+        "## `import app` alone, and what it imports",
         "",
         "`python -X importtime -c 'import app'` in a fresh interpreter per handler, the code and "
         "layer directories on PYTHONPATH as localrt sets them (median of "
@@ -346,7 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-size", action="store_true", help="no pip install")
+    parser.add_argument("--init-runs", type=int, default=11, help="interleaved init imports")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="importtime-") as hide:
+        (Path(hide) / "sitecustomize.py").write_text(_HIDE_PSUTIL)
+        init = init_import(args.init_runs, Path(hide))
+    for row in init["rows"]:
+        print(f"init {row['key']}: {row['ms_p50']:.1f} ms, {row['ratio']:.2f}x bare")
     results = [measure(h, args.runs) for h in HANDLERS]
     for r in results:
         print(f"\n{r['label']}: import app {r['app_import_ms']:.1f} ms, {r['modules']} modules")
@@ -365,9 +517,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{name}: pip failed: {size['error'][-500:]}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "importtime.json").write_text(
-        json.dumps({"imports": results, "layer_size": sizes}, indent=2) + "\n"
+        json.dumps({"init": init, "imports": results, "layer_size": sizes}, indent=2) + "\n"
     )
-    (args.out / "importtime.md").write_text(markdown(results, sizes, args.top))
+    (args.out / "importtime.md").write_text(markdown(results, sizes, args.top, init))
     print(f"\nwrote {args.out / 'importtime.md'} and importtime.json", file=sys.stderr)
     return 0
 

@@ -181,3 +181,43 @@ def test_an_invoke_is_read_only_after_its_handler_ends(
     assert exporter.exports == 1
     flush.after_invocation("req-2", 3.0)
     assert wait_until(lambda: exporter.exports == 2, 5)
+
+
+class GateWatchingExporter(CountingExporter):
+    """Notes whether the Telemetry API gate was open when each export ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flush: AsyncFlush | None = None
+        self.open_at_export: list[bool] = []
+
+    def export(self, deadline: float, final: bool = False) -> None:
+        assert self.flush is not None
+        self.open_at_export.append(self.flush.gate.wait_open(0))
+        super().export(deadline, final)
+
+
+@pytest.mark.parametrize("api", [0], indirect=True)
+def test_the_telemetry_gate_is_open_only_between_a_handlers_end_and_the_next_event(
+    api: ExtensionsApi,
+) -> None:
+    exporter = GateWatchingExporter()
+    flush = AsyncFlush(
+        exporter,  # type: ignore[arg-type]
+        ExportPolicy(interval=0, sparse_gap=1.0),
+        ExtensionClient(api.address),
+        FailureReporter(),
+    )
+    exporter.flush = flush
+    flush.start()
+    assert wait_until(lambda: api.next_requests == 1, 5)
+    for served in range(1, 4):
+        assert not flush.gate.wait_open(0)  # waiting for the event, then the handler runs
+        api.events.put(f"req-{served}")
+        time.sleep(0.05)
+        assert not flush.gate.wait_open(0)
+        flush.after_invocation(f"req-{served}", 3.0)
+        assert wait_until(lambda n=served: exporter.exports == n, 5)  # type: ignore[misc]
+        assert wait_until(lambda n=served: api.next_requests == 1 + n, 5)  # type: ignore[misc]
+    assert exporter.open_at_export == [True, True, True]
+    assert not flush.gate.wait_open(0)

@@ -168,6 +168,61 @@ def test_the_listener_answers_each_delivery_on_a_kept_alive_connection() -> None
         listener.close()
 
 
+def test_a_closed_gate_holds_deliveries_until_it_opens() -> None:
+    # The async extension closes the gate while a handler runs: a delivery arriving then (on a
+    # new connection, or on a kept-alive one) is neither read nor answered until it opens.
+    gate = telemetry_api.Gate()
+    gate.close()
+    listener = Listener(PlatformFigures(), "127.0.0.1", gate)
+    batch = json.dumps([_report("held")]).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+            sock.sendall(_post(batch))
+            sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                sock.recv(100)
+            assert listener.figures.reports == 0
+            gate.open()
+            sock.settimeout(5)
+            assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
+            assert listener.figures.reports == 1
+            # Closed again (the next handler): the same connection's next batch waits too.
+            gate.close()
+            sock.sendall(_post(batch))
+            sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                sock.recv(100)
+            gate.open()
+            sock.settimeout(5)
+            assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
+            assert listener.figures.reports == 2
+    finally:
+        listener.close()
+
+
+def test_the_gate_closes_only_once_a_delivery_being_taken_is_done() -> None:
+    import threading
+    import time
+
+    gate = telemetry_api.Gate()
+    entered, release = threading.Event(), threading.Event()
+
+    def take() -> None:
+        with gate.taking():
+            entered.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=take)
+    worker.start()
+    assert entered.wait(5)
+    threading.Timer(0.1, release.set).start()
+    started = time.monotonic()
+    gate.close(quiet_timeout=5)
+    assert time.monotonic() - started >= 0.09  # waited for the delivery, not for 5 s
+    assert not gate.wait_open(0)
+    worker.join(5)
+
+
 def test_a_hostile_delivery_costs_its_connection_only() -> None:
     listener = Listener(PlatformFigures(), "127.0.0.1")
     try:

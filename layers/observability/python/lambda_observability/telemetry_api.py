@@ -16,13 +16,14 @@ report no billed duration (they are billed by instance, not by the millisecond).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import math
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import metrics
@@ -40,6 +41,8 @@ MAX_BATCH_BYTES = 1024 * 1024 + 64 * 1024
 READ_TIMEOUT_SECONDS = 5.0  # a delivery that stalls this long is dropped; Lambda retries it
 # At SIGTERM, how long the final export waits for the last call's report (of its 400 ms).
 REPORT_WAIT_SECONDS = 0.1
+# How long the extension waits for a delivery being taken before it asks for the next event.
+QUIET_SECONDS = 0.05
 _MB = 1024 * 1024
 INVOKE_DURATION = "faas_invoke_duration_seconds"
 BILLED_DURATION = "aws_lambda_billed_duration_seconds"
@@ -173,13 +176,58 @@ def _milliseconds(figures: Any, name: str) -> float | None:
     return None if value is None else value / 1000.0
 
 
+class Gate:
+    """When the listener may take a delivery: never while a handler runs.
+
+    Batches fall due while the environment is frozen and arrive as it thaws, with the next
+    event: taken then, they competed with that invocation's handler for the interpreter
+    (measured: +0.6 ms client p50 per warm call). The async extension opens the gate once the
+    handler has ended and closes it, once the listener is quiet, before it asks for the next
+    event; a graceful shutdown opens it for good. Deliveries wait, unanswered, in between.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = True
+        self._busy = 0
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def close(self, quiet_timeout: float = QUIET_SECONDS) -> None:
+        """Close once no delivery is being taken (bounded: a stuck one stays open, alone)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy == 0, quiet_timeout)
+            self._open = False
+
+    def wait_open(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._open, timeout)
+
+    @contextlib.contextmanager
+    def taking(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._open)
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+
 class Listener:
     """The subscription's HTTP destination, a thread per connection. Speaks just enough
     HTTP/1.1 (the Extensions API client's framing) to take a POSTed batch and answer it;
-    ``http.server`` would cost its import at every cold start."""
+    ``http.server`` would cost its import at every cold start. With a ``gate``, a delivery
+    is taken only while it is open (``Gate``)."""
 
-    def __init__(self, figures: PlatformFigures, host: str) -> None:
+    def __init__(self, figures: PlatformFigures, host: str, gate: Gate | None = None) -> None:
         self.figures = figures
+        self._gate = gate
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self._server.bind((host, 0))
@@ -200,6 +248,8 @@ class Listener:
                 connection, _ = self._server.accept()
             except OSError:
                 return  # closed
+            if self._gate is not None:
+                self._gate.wait_open()  # not even a thread's start while a handler runs
             # A thread per connection: a platform that keeps one connection idle in its pool
             # and opens another for the next batch (AWS's LMI emulator, Go's HTTP client)
             # must not wait for the first to close.
@@ -218,7 +268,8 @@ class Listener:
     def _converse(self, connection: socket.socket) -> None:
         reader = connection.makefile("rb")
         while reader.peek(1):  # kept alive until Lambda closes it
-            status = self._take(reader)
+            with self._gate.taking() if self._gate is not None else contextlib.nullcontext():
+                status = self._take(reader)
             reason = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}[status]
             connection.sendall(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n".encode("ascii")
@@ -255,11 +306,12 @@ def subscribe(
     client: ExtensionClient,
     schema: str = SCHEMA_ON_DEMAND,
     address: Callable[[], str] = listen_address,
+    gate: Gate | None = None,
 ) -> Subscription:
     """Subscribe ``client``'s (registered) extension to platform records; never raises."""
     billed = schema != SCHEMA_MANAGED_INSTANCES
     try:
-        listener = Listener(PlatformFigures(billed), address())
+        listener = Listener(PlatformFigures(billed), address(), gate)
     except OSError as error:
         return Subscription(f"no listener: {type(error).__name__}: {error}")
     request = {

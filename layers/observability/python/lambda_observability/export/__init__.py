@@ -96,7 +96,6 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
     flush: Flush = SyncFlush(exporter, policy)
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
     client = ExtensionClient(settings.runtime_api) if settings.runtime_api else None
-    registered = False  # the Telemetry API takes an extension's identifier
     if environment.is_managed_instances():
         # Every worker's values go to the shared files from the first one on, and LMI's init
         # is never on a request's path: the registry is made now, not at the first export.
@@ -116,10 +115,9 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
                 reason = f"Extensions API unavailable: {type(error).__name__}: {error}"
             else:
                 flush, reason = candidate, f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
-                registered = True
         if settings.export_mode == "async" and flush.mode != "async":
             logger.warning("async export unavailable, exporting before each response")
-    platform = _subscribe(settings, client, registered)
+    platform = _subscribe(settings, client, flush if isinstance(flush, AsyncFlush) else None)
     if settings.runtime_api is not None:
         install_sigterm_flush(partial(_final_export, exporter, flush, platform))
     logger.info(
@@ -136,8 +134,9 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
 
 
 def _subscribe(
-    settings: Settings, client: ExtensionClient | None, registered: bool
+    settings: Settings, client: ExtensionClient | None, extension: AsyncFlush | None
 ) -> telemetry_api.Subscription:
+    """The Telemetry API takes a registered extension's identifier: the async one's."""
     if not settings.telemetry_api:
         return telemetry_api.Subscription("off (OBSERVABILITY_TELEMETRY_API=off)")
     if environment.is_managed_instances():
@@ -145,15 +144,16 @@ def _subscribe(
         # timed out after 30 s in tests/e2e/test_runtimes_proof.py, 4 workers), and LMI's
         # records carry no billed duration anyway.
         return telemetry_api.Subscription("not on Lambda Managed Instances")
-    if client is None or not registered:
+    if client is None or extension is None:
         return telemetry_api.Subscription("no extension registered")
     # The extension's thread is already waiting in event/next on the client's connection.
-    return telemetry_api.subscribe(client.sibling())
+    return telemetry_api.subscribe(client.sibling(), gate=extension.gate)
 
 
 def _final_export(exporter: Exporter, flush: Flush, platform: telemetry_api.Subscription) -> None:
     deadline = time.monotonic() + SHUTDOWN_BUDGET_SECONDS
     if isinstance(flush, AsyncFlush):
         # The last call's platform.report leaves Lambda as the environment shuts down.
+        flush.gate.open()
         platform.wait_for_reports(flush.invocations)
     exporter.export(deadline, final=True)

@@ -16,6 +16,7 @@ from collections import deque
 from functools import partial
 
 from ..extension import ExtensionClient
+from ..telemetry_api import Gate
 from .exporter import Exporter, deadline_within
 from .failures import FailureReporter
 from .policy import ExportPolicy
@@ -40,6 +41,8 @@ class AsyncFlush:
         backoff: tuple[float, ...] = RETRY_BACKOFF_SECONDS,
     ) -> None:
         self._exporter = exporter
+        # The Telemetry API listener's: open only between a handler's end and the next event.
+        self.gate = Gate()
         self.policy = policy
         self._client = client
         self._reporter = reporter
@@ -79,6 +82,7 @@ class AsyncFlush:
         while True:
             with self._done:
                 ends = self._ends
+            self.gate.close()
             try:
                 event = self._client.next_event(partial(self._wait_for_handler_end, ends))
             except Exception as error:
@@ -114,6 +118,7 @@ class AsyncFlush:
             )
             if request_id in self._finished:
                 self._finished.remove(request_id)
+        self.gate.open()  # the platform's records, taken after the response, as the export
         if self.policy.due():
             self.policy.attempted()
             self._exporter.export(deadline_within(deadline - time.time()))

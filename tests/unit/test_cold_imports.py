@@ -61,6 +61,8 @@ from bench.fresh import lambda_context
 from lambda_observability.instrument import instrumentation
 
 context = lambda_context()
+flush = instrumentation().flush
+assert flush.mode == "sync" or flush.asking.wait(5)  # init's end, as the runtime's /next waits
 
 seen = []
 # The export step comes after the response (async mode) or just before returning it (sync):
@@ -74,12 +76,22 @@ print(json.dumps({"status": response["statusCode"], "modules": seen[0]}))
 _INIT = """
 import json, sys
 import awslambdaric.bootstrap, app  # what the runtime imports at init
+from lambda_observability.instrument import instrumentation
+
+# The extension subscribes from its thread, then asks for its first event: init's end.
+assert instrumentation().flush.asking.wait(5)
 print(json.dumps(sorted(sys.modules)))
 """
+# The classic emulator's answer to a subscription.
+_NOT_SUPPORTED_BODY = b'{"errorType":"Telemetry.NotSupported","errorMessage":"not supported"}'
+NOT_SUPPORTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(_NOT_SUPPORTED_BODY),
+    _NOT_SUPPORTED_BODY,
+)
 
 
 def test_init_imports_neither_the_sdk_nor_prometheus_client() -> None:
-    api = ScriptedApi([Reply(REGISTERED), Reply(b"", silent=True)])
+    api = ScriptedApi([Reply(REGISTERED), Reply(NOT_SUPPORTED), Reply(b"", silent=True)])
     variables = {
         "POWERTOOLS_SERVICE_NAME": "healthz",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
@@ -99,7 +111,11 @@ def test_init_imports_neither_the_sdk_nor_prometheus_client() -> None:
 @pytest.mark.parametrize("event", ["rest-get.json", "function-url-get.json", "alb-get.json"])
 def test_first_response_imports_nothing_it_does_not_need(event: str, mode: str) -> None:
     # async: the extension registers with an Extensions API at cold start, as on Lambda.
-    api = ScriptedApi([Reply(REGISTERED), Reply(b"", silent=True)]) if mode == "async" else None
+    api = (
+        ScriptedApi([Reply(REGISTERED), Reply(NOT_SUPPORTED), Reply(b"", silent=True)])
+        if mode == "async"
+        else None
+    )
     variables = {
         "POWERTOOLS_SERVICE_NAME": "healthz",
         # Every backend configured, as deployed: exporters exist, but are built on first use.

@@ -66,13 +66,6 @@ class ExtensionClient:
         self._identifier = identifier
         return identifier
 
-    def sibling(self) -> ExtensionClient:
-        """The same registered extension on a connection of its own: a call from another
-        thread must not interleave with an ``event/next`` that this one has in flight."""
-        other = ExtensionClient(f"{self._host}:{self._port}", self._register_timeout)
-        other._identifier = self._identifier
-        return other
-
     def subscribe_telemetry(self, subscription: dict[str, Any]) -> tuple[int, bytes]:
         """``PUT /2022-07-01/telemetry``: the answer's status and body, whatever they are (a
         classic emulator answers 202 ``Telemetry.NotSupported``)."""

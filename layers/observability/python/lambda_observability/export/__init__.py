@@ -17,6 +17,7 @@ sync otherwise. SIGTERM gets a final export of everything (``shutdown.py``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
@@ -96,6 +97,8 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
     flush: Flush = SyncFlush(exporter, policy)
     reason = "OBSERVABILITY_EXPORT_MODE=sync"
     client = ExtensionClient(settings.runtime_api) if settings.runtime_api else None
+    platform = _not_subscribed(settings)
+    announced_by_extension = False
     if environment.is_managed_instances():
         # Every worker's values go to the shared files from the first one on, and LMI's init
         # is never on a request's path: the registry is made now, not at the first export.
@@ -109,17 +112,60 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
             reason = "no Lambda Runtime API (AWS_LAMBDA_RUNTIME_API unset)"
         else:
             candidate = AsyncFlush(exporter, policy, client, source)
+            registered = f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
+            if platform is None:
+                # Subscribed from the extension's thread before its first event, while this
+                # one goes on with init: its round trip is off init's path. It must still
+                # happen during init, which ends only once the extension asks for an event.
+                platform = telemetry_api.Subscription("subscribing")
+                candidate.first = partial(
+                    _subscribe, client, candidate, platform, partial(_announce, policy, registered)
+                )
             try:
                 candidate.start()
             except Exception as error:
                 reason = f"Extensions API unavailable: {type(error).__name__}: {error}"
             else:
-                flush, reason = candidate, f"OBSERVABILITY_EXPORT_MODE={settings.export_mode}"
+                flush, reason = candidate, registered
+                announced_by_extension = candidate.first is not None
         if settings.export_mode == "async" and flush.mode != "async":
             logger.warning("async export unavailable, exporting before each response")
-    platform = _subscribe(settings, client, flush if isinstance(flush, AsyncFlush) else None)
+    if platform is None or (flush.mode != "async" and platform.outcome == "subscribing"):
+        platform = telemetry_api.Subscription("no extension registered")
     if settings.runtime_api is not None:
         install_sigterm_flush(partial(_final_export, exporter, flush, platform))
+    if not announced_by_extension:
+        _announce(policy, reason, flush, platform)
+    return flush
+
+
+def _not_subscribed(settings: Settings) -> telemetry_api.Subscription | None:
+    """Why there is no subscription, or None if the async extension may subscribe."""
+    if not settings.telemetry_api:
+        return telemetry_api.Subscription("off (OBSERVABILITY_TELEMETRY_API=off)")
+    if environment.is_managed_instances():
+        # Not on LMI (yet): subscribed, AWS's emulator in LMI mode stalled calls (one of 120
+        # timed out after 30 s in tests/e2e/test_runtimes_proof.py, 4 workers), and LMI's
+        # records carry no billed duration anyway.
+        return telemetry_api.Subscription("not on Lambda Managed Instances")
+    return None
+
+
+def _subscribe(
+    client: ExtensionClient,
+    extension: AsyncFlush,
+    platform: telemetry_api.Subscription,
+    announce: Callable[[Flush, telemetry_api.Subscription], None],
+) -> None:
+    """In the extension's thread, before its first event: its connection is free."""
+    made = telemetry_api.subscribe(client, gate=extension.gate)
+    platform.outcome, platform.listener = made.outcome, made.listener
+    announce(extension, platform)
+
+
+def _announce(
+    policy: ExportPolicy, reason: str, flush: Flush, platform: telemetry_api.Subscription
+) -> None:
     logger.info(
         "telemetry export mode",
         extra={
@@ -130,24 +176,6 @@ def start(settings: Settings, exporter: Exporter, source: FailureReporter = repo
             "telemetry_api": platform.outcome,
         },
     )
-    return flush
-
-
-def _subscribe(
-    settings: Settings, client: ExtensionClient | None, extension: AsyncFlush | None
-) -> telemetry_api.Subscription:
-    """The Telemetry API takes a registered extension's identifier: the async one's."""
-    if not settings.telemetry_api:
-        return telemetry_api.Subscription("off (OBSERVABILITY_TELEMETRY_API=off)")
-    if environment.is_managed_instances():
-        # Not on LMI (yet): subscribed, AWS's emulator in LMI mode stalled calls (one of 120
-        # timed out after 30 s in tests/e2e/test_runtimes_proof.py, 4 workers), and LMI's
-        # records carry no billed duration anyway.
-        return telemetry_api.Subscription("not on Lambda Managed Instances")
-    if client is None or extension is None:
-        return telemetry_api.Subscription("no extension registered")
-    # The extension's thread is already waiting in event/next on the client's connection.
-    return telemetry_api.subscribe(client.sibling(), gate=extension.gate)
 
 
 def _final_export(exporter: Exporter, flush: Flush, platform: telemetry_api.Subscription) -> None:

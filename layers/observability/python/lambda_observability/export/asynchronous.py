@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 
 from ..extension import ExtensionClient
@@ -43,6 +44,10 @@ class AsyncFlush:
         self._exporter = exporter
         # The Telemetry API listener's: open only between a handler's end and the next event.
         self.gate = Gate()
+        # Run in the extension's thread before its first event (the Telemetry API subscription).
+        self.first: Callable[[], None] | None = None
+        # Set once the extension first asks for an event: its part of init is done.
+        self.asking = threading.Event()
         self.policy = policy
         self._client = client
         self._reporter = reporter
@@ -78,11 +83,17 @@ class AsyncFlush:
     def _run(self) -> None:
         # A registered extension cannot unregister: if this loop stopped asking for events,
         # every later invocation would wait for it until its deadline. It never stops.
+        if self.first is not None:
+            try:
+                self.first()
+            except Exception as error:  # a bug here must not keep the loop from starting
+                self._reporter.failed("extensions_api", error)
         failures = 0
         while True:
             with self._done:
                 ends = self._ends
             self.gate.close()
+            self.asking.set()
             try:
                 event = self._client.next_event(partial(self._wait_for_handler_end, ends))
             except Exception as error:

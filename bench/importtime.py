@@ -249,6 +249,7 @@ def init_import(runs: int, hide: Path) -> dict[str, Any]:
             samples[handler.key].append((float(ms), int(modules), heavy[0] if heavy else ""))
     bare = statistics.median(ms for ms, _, _ in samples["bare"])
     bare_min = min(ms for ms, _, _ in samples["bare"])
+    bare_runs = [ms for ms, _, _ in samples["bare"]]
     rows = []
     for handler in handlers:
         values = samples[handler.key]
@@ -262,6 +263,14 @@ def init_import(runs: int, hide: Path) -> dict[str, Any]:
                 "ratio_min": round(min(ms for ms, _, _ in values) / bare_min, 2),
                 "ms_runs": sorted(round(ms, 2) for ms, _, _ in values),
                 "ratio": round(p50 / bare, 2),
+                # Each run against the bare handler's of the same round: the steadiest figure
+                # on a shared machine, and the one the target is checked on.
+                "ratio_paired": round(
+                    statistics.median(
+                        ms / b for (ms, _, _), b in zip(values, bare_runs, strict=True)
+                    ),
+                    2,
+                ),
                 "modules": values[0][1],
                 "heavy_imported": sorted({h for _, _, hs in values for h in hs.split(",") if h}),
             }
@@ -390,29 +399,32 @@ def init_markdown(init: dict[str, Any]) -> list[str]:
         "run); psutil hidden, as in the image; ours in async mode, its extension registered "
         "with a Runtime API of localrt's own. Ratios against the bare handler in the same run.",
         "",
-        "| handler | p50 ms | x bare | min ms | x bare (min) | modules | imported at init (of "
-        "opentelemetry, its SDK, prometheus_client) | all runs ms |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
+        "| handler | p50 ms | x bare | min ms | x bare (min) | x bare, paired (p50 of each "
+        "round's ratio) | modules | imported at init (of opentelemetry, its SDK, "
+        "prometheus_client) | all runs ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in init["rows"]:
         runs = ", ".join(f"{v:.1f}" for v in row["ms_runs"])
         heavy = ", ".join(row["heavy_imported"]) or "none"
         lines.append(
             f"| {row['label']} | {row['ms_p50']:.1f} | {row['ratio']:.2f}x | {row['ms_min']:.1f} "
-            f"| {row['ratio_min']:.2f}x | {row['modules']} | {heavy} | {runs} |"
+            f"| {row['ratio_min']:.2f}x | {row['ratio_paired']:.2f}x | {row['modules']} | {heavy} "
+            f"| {runs} |"
         )
     ours = next(r for r in init["rows"] if r["key"] == "ours")
     floor = next(r for r in init["rows"] if r["key"] == "logger-floor")
-    met = ours["ratio"] <= init["target_ratio"] and not ours["heavy_imported"]
+    met = ours["ratio_paired"] <= init["target_ratio"] and not ours["heavy_imported"]
     lines += [
         "",
-        f"Target: ours at most {init['target_ratio']:g}x bare, importing neither the SDK nor "
-        f"prometheus-client: {ours['ratio']:.2f}x, "
+        f"Target: ours at most {init['target_ratio']:g}x bare (paired), importing neither the "
+        f"SDK nor prometheus-client: {ours['ratio_paired']:.2f}x, "
         f"{', '.join(ours['heavy_imported']) or 'neither'} imported: "
-        f"**{'met' if met else 'not met'}**. The Logger floor alone is {floor['ratio']:.2f}x: "
-        "what is left to any design that keeps the seed's log line on Powertools' Logger at "
-        f"init is {init['target_ratio'] - floor['ratio']:.2f}x of bare for everything else "
-        f"(ours uses {ours['ratio'] - floor['ratio']:.2f}x).",
+        f"**{'met' if met else 'not met'}**. The Logger floor alone is "
+        f"{floor['ratio_paired']:.2f}x: what is left to any design that keeps the seed's log "
+        "line on Powertools' Logger at init is "
+        f"{init['target_ratio'] - floor['ratio_paired']:.2f}x of bare for everything else (ours "
+        f"uses {ours['ratio_paired'] - floor['ratio_paired']:.2f}x).",
         "",
     ]
     return lines
@@ -509,7 +521,10 @@ def main(argv: list[str] | None = None) -> int:
         (Path(hide) / "sitecustomize.py").write_text(_HIDE_PSUTIL)
         init = init_import(args.init_runs, Path(hide))
     for row in init["rows"]:
-        print(f"init {row['key']}: {row['ms_p50']:.1f} ms, {row['ratio']:.2f}x bare")
+        print(
+            f"init {row['key']}: {row['ms_p50']:.1f} ms, {row['ratio']:.2f}x bare "
+            f"(min {row['ratio_min']:.2f}x, paired {row['ratio_paired']:.2f}x)"
+        )
     compile_code(HANDLERS)
     results = [measure(h, args.runs) for h in HANDLERS]
     for r in results:

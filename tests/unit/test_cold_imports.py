@@ -105,6 +105,9 @@ def test_init_imports_neither_the_sdk_nor_prometheus_client() -> None:
     assert '"export_mode":"async"' in out
     heavy = ("opentelemetry", "prometheus_client", "jmespath", "aws_lambda_powertools.metrics")
     assert [m for m in modules if m.split(".")[0] in heavy or m.startswith(heavy)] == []
+    # The Extensions and Telemetry APIs are spoken with _socket (sockets.py): socket's enums
+    # and selectors were 5 ms of init.
+    assert {"socket", "selectors"} & set(modules) == set()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -8,8 +8,9 @@ logs. A kind never quotes a host, URL, header or credential, so it is safe anywh
 from __future__ import annotations
 
 import re
-import socket
 import sys
+
+from .sockets import gaierror
 
 
 class TelemetryError(Exception):
@@ -53,7 +54,7 @@ def _kind_of(error: BaseException) -> str | None:
         if error.kind == TelemetryError.kind and error.causes:
             return failure_kind(error.causes[0])
         return error.kind
-    if isinstance(error, socket.gaierror):
+    if isinstance(error, gaierror):
         return "dns"
     if isinstance(error, ConnectionRefusedError):
         return "refused"

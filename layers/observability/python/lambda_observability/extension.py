@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
+from . import sockets
 from .errors import TelemetryError
 
 EXTENSION_NAME = "lambda_observability"
@@ -47,7 +47,7 @@ class ExtensionClient:
         self._port = int(port or 80)
         self._register_timeout = register_timeout
         self._identifier: str | None = None
-        self._sock: socket.socket | None = None
+        self._sock: sockets.Socket | None = None
         self._reader: io.BufferedReader | None = None
 
     def register(self, events: tuple[str, ...] = ("INVOKE",)) -> str:
@@ -156,14 +156,10 @@ class ExtensionClient:
             return status, answer_headers, data
         raise AssertionError("unreachable")
 
-    def _connection(self, timeout: float | None) -> tuple[socket.socket, io.BufferedReader]:
+    def _connection(self, timeout: float | None) -> tuple[sockets.Socket, io.BufferedReader]:
         if self._sock is None or self._reader is None:
-            # An ASCII host as bytes: getaddrinfo encodes a str with the idna codec, whose
-            # import (unicodedata, stringprep) is a millisecond of every cold start.
-            host = self._host.encode() if self._host.isascii() else self._host
-            sock = socket.create_connection((host, self._port), timeout)  # type: ignore[arg-type]
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock, self._reader = sock, sock.makefile("rb")
+            sock = sockets.connect(self._host, self._port, timeout)
+            self._sock, self._reader = sock, sockets.reader(sock)
         return self._sock, self._reader
 
 

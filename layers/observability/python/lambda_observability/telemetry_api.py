@@ -21,12 +21,11 @@ import functools
 import io
 import json
 import math
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import metrics
+from . import metrics, sockets
 from .errors import TelemetryError
 from .extension import ExtensionClient, read_body, read_headers, read_line
 
@@ -228,13 +227,7 @@ class Listener:
     def __init__(self, figures: PlatformFigures, host: str, gate: Gate | None = None) -> None:
         self.figures = figures
         self._gate = gate
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self._server.bind((host, 0))
-            self._server.listen(4)
-        except OSError:
-            self._server.close()
-            raise
+        self._server = sockets.listen(host, 4)
         self.port: int = self._server.getsockname()[1]
         self.errors = 0
         threading.Thread(target=self._serve, name="telemetry-api", daemon=True).start()
@@ -245,7 +238,7 @@ class Listener:
     def _serve(self) -> None:
         while True:
             try:
-                connection, _ = self._server.accept()
+                connection = sockets.accept(self._server)
             except OSError:
                 return  # closed
             if self._gate is not None:
@@ -257,16 +250,17 @@ class Listener:
                 target=self._handle, args=(connection,), name="telemetry-api-conn", daemon=True
             ).start()
 
-    def _handle(self, connection: socket.socket) -> None:
-        with connection:
+    def _handle(self, connection: sockets.Socket) -> None:
+        try:
             connection.settimeout(READ_TIMEOUT_SECONDS)
-            try:
-                self._converse(connection)
-            except (OSError, TelemetryError):
-                self.errors += 1  # one bad delivery; Lambda retries it on a new connection
+            self._converse(connection)
+        except (OSError, TelemetryError):
+            self.errors += 1  # one bad delivery; Lambda retries it on a new connection
+        finally:
+            connection.close()
 
-    def _converse(self, connection: socket.socket) -> None:
-        reader = connection.makefile("rb")
+    def _converse(self, connection: sockets.Socket) -> None:
+        reader = sockets.reader(connection)
         while reader.peek(1):  # kept alive until Lambda closes it
             with self._gate.taking() if self._gate is not None else contextlib.nullcontext():
                 status = self._take(reader)

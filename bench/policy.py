@@ -36,6 +36,7 @@ from typing import Any
 from bench.configs import RESULTS
 from bench.driver import FaultProxyProcess, LocalRT, clean_env
 from bench.measure import percentile
+from lambda_observability.config import DEFAULT_EXPORT_INTERVAL_SECONDS
 from stack.components import OtlpReceiverProcess, Pushgateway
 
 ENVIRONMENTS = 4
@@ -328,6 +329,7 @@ def render(results: dict[str, Any]) -> str:
                     else "| | | | |"
                 )
             )
+    lines += ["", *_billed_target(cells)]
     lines += [
         "",
         "Graceful stop (SIGTERM, final flush) after each cell: calls made and counted.",
@@ -337,6 +339,26 @@ def render(results: dict[str, Any]) -> str:
     for key, row in results["graceful_stop"].items():
         lines.append(f"| {key} | {row['calls']} | {row['counted']:.0f} | {row['lost']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+BILLED_MARGIN_MS = 1.0  # issue 21: billed p50 within 1 ms of bare, steady traffic
+DEFAULT_KEY = f"ours-{DEFAULT_EXPORT_INTERVAL_SECONDS:g}"
+
+
+def _billed_target(cells: dict[str, Any]) -> list[str]:
+    """Issue 21's billed target: the default interval under steady traffic, each delay."""
+    lines = [
+        f"Target (issue 21): billed p50 of `{DEFAULT_KEY}` (the default interval) within "
+        f"{BILLED_MARGIN_MS:g} ms of bare's, steady traffic:",
+        "",
+    ]
+    for name, cell in cells.items():
+        if not name.startswith("steady-") or DEFAULT_KEY not in cell:
+            continue
+        delta = _delta(cell[DEFAULT_KEY], cell["bare"], "billed_p50_ms")
+        met = "met" if delta <= BILLED_MARGIN_MS else "**not met**"
+        lines.append(f"- {name.split('-')[1]} ms backend delay: {delta:+.2f} ms: {met}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

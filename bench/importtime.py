@@ -312,10 +312,11 @@ ACCOUNTED = {
     "prometheus_client.exposition": "the push only: `metrics.py` loads prometheus-client's "
     "metric modules without the package `__init__`, which imports this one",
     "prometheus_client.decorator": "prometheus-client's metrics (its timing decorators)",
-    "opentelemetry": "the OpenTelemetry API (kept): the SERVER span's context for the log line "
-    "and for user spans; the SDK loads after the response since issue 21 (tracing.py)",
-    "typing_extensions": "the OpenTelemetry API's `deprecated` (with `inspect`, `ast`, `dis`): "
-    "the largest part of init left over bare",
+    "opentelemetry": "the OpenTelemetry API: not at init since issue 21 (the invocation's span "
+    "is plain data, tracing.py); listed here only if something imported it",
+    "typing_extensions": "the OpenTelemetry API's `deprecated`: not at init since issue 21",
+    "inspect": "Powertools' formatter calls `inspect.getfullargspec` as it is imported (with "
+    "`ast`, `dis`, `tokenize`): part of the Logger floor",
     "opentelemetry.baggage": "the W3C baggage propagator (OTEL_PROPAGATORS)",
     "opentelemetry.trace.propagation": "the W3C trace-context propagator (OTEL_PROPAGATORS)",
     "http.client": "the layer's HTTP client for exports, on first use (the Extensions API "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import policy, report
+from lambda_observability.config import DEFAULT_EXPORT_INTERVAL_SECONDS
 
 
 def _cell(cold: float, warm: float, rss: float) -> dict[str, Any]:
@@ -37,3 +38,7 @@ def test_issue_21_targets_met() -> None:
 def test_issue_21_targets_missed() -> None:
     met = _issue_21(_data(_cell(91, 3.7, 35.5)))
     assert set(met.values()) == {False}
+
+
+def test_the_policy_benchs_default_is_the_layers() -> None:
+    assert f"ours-{DEFAULT_EXPORT_INTERVAL_SECONDS:g}" == policy.DEFAULT_KEY

@@ -96,15 +96,16 @@ def test_the_corpus_has_both_answers() -> None:
     assert sum(a is not None for a in answers) > 50
 
 
-def _module(tmp_path: Path, name: str, body: str) -> None:
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str) -> None:
+    """A module ``name`` with ``body``, importable from ``tmp_path`` for this test."""
+    monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / f"{name}.py").write_text(body)
 
 
 def test_when_imported_runs_after_the_body_once_and_keeps_the_real_loader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _module(tmp_path, "hooked_one", "VALUE = 42\n")
+    _module(tmp_path, monkeypatch, "hooked_one", "VALUE = 42\n")
     seen: list[int] = []
     lazy.when_imported("hooked_one", lambda module: seen.append(module.VALUE))
     assert seen == []
@@ -123,8 +124,7 @@ def test_when_imported_runs_after_the_body_once_and_keeps_the_real_loader(
 def test_a_failing_hook_never_fails_the_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _module(tmp_path, "hooked_two", "VALUE = 7\n")
+    _module(tmp_path, monkeypatch, "hooked_two", "VALUE = 7\n")
 
     def broken(module: object) -> None:
         raise RuntimeError("hook broke")
@@ -141,14 +141,13 @@ def test_a_failing_hook_never_fails_the_import(
 def test_a_module_whose_body_fails_is_hooked_at_its_next_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _module(tmp_path, "hooked_three", "raise ImportError('not yet')\n")
+    _module(tmp_path, monkeypatch, "hooked_three", "raise ImportError('not yet')\n")
     seen: list[str] = []
     lazy.when_imported("hooked_three", lambda module: seen.append(module.__name__))
     with pytest.raises(ImportError):
         import hooked_three  # type: ignore[import-not-found]  # noqa: F401
     assert seen == []
-    _module(tmp_path, "hooked_three", "VALUE = 1\n")
+    _module(tmp_path, monkeypatch, "hooked_three", "VALUE = 1\n")
     sys.modules.pop("hooked_three", None)
     import importlib
 
